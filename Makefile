@@ -1,0 +1,60 @@
+# Developer entry points. CI runs `make test` (see .ci/run).
+#   make venv       .venv with the project and its dev tools (redone when pyproject.toml changes)
+#   make services   make sure PostgreSQL and RabbitMQ are reachable (starts or installs them)
+#   make run        both services on 127.0.0.1:8001 / :8002 until Ctrl-C
+#   make test       lint, format check, mypy, then pytest (PYTEST_ARGS="-k saga -x" to narrow)
+#   make fmt        format and autofix;  make clean  remove the venv and caches
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Written last by a successful install, so a failed install is retried on the next run.
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv services run test lint fmt typecheck clean
+
+help:
+	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+		echo "error: Python >= 3.11 is required, but '$(PYTHON)' is: $$($(PYTHON) --version 2>&1)." >&2; \
+		echo "       Run: make venv PYTHON=python3.11 (or any newer python3.x)" >&2; \
+		exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+		echo "error: $(VENV) holds $$($(BIN)/python --version 2>&1); run: make clean venv" >&2; exit 1; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+services:
+	bash scripts/ensure-services.sh
+
+run: venv services
+	bash scripts/run.sh
+
+test: venv services
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: venv
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .run build dist *.egg-info
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,172 @@
+"""order_svc's HTTP routes: request -> command -> handler -> response. No SQL here."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from order_svc import handlers
+from order_svc.domain import Item, OrderStatus
+from order_svc.uow import OrderUnitOfWork, unit_of_work
+from shared.errors import Invalid
+from shared.http import CurrentUserId, etag, expected_version, request_traceparent
+
+MAX_PAGE_SIZE = 100
+
+
+class ItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x20-\x7e]+$")]
+    quantity: Annotated[int, Field(ge=1, le=10_000)]
+    unit_price: Annotated[int, Field(ge=0, le=1_000_000_000)]
+
+
+class OrderCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: Annotated[list[ItemIn], Field(min_length=1, max_length=100)]
+
+
+class ItemPublic(BaseModel):
+    sku: str
+    quantity: int
+    unit_price: int
+
+
+class CustomerPublic(BaseModel):
+    id: UUID
+    name: str | None
+    status: Literal["active", "deactivated"] | None
+    version: int
+
+
+class OrderPublic(BaseModel):
+    id: UUID
+    user_id: UUID
+    customer: CustomerPublic | None
+    status: Literal["pending", "confirmed", "rejected", "cancelled"]
+    reason: Literal["insufficient_credit", "user_inactive", "unknown_user"] | None
+    items: list[ItemPublic]
+    total: int
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, view: handlers.OrderView) -> OrderPublic:
+        order, customer = view.order, view.customer
+        return cls(
+            id=order.id,
+            user_id=order.user_id,
+            customer=CustomerPublic.model_validate(customer, from_attributes=True)
+            if customer
+            else None,
+            status=order.status.value,
+            reason=order.reason.value if order.reason else None,
+            items=[ItemPublic.model_validate(i, from_attributes=True) for i in order.items],
+            total=order.total,
+            version=order.version,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+        )
+
+
+class OrderPage(BaseModel):
+    items: list[OrderPublic]
+    next_cursor: str | None
+
+
+def _unit_of_work(request: Request) -> OrderUnitOfWork:
+    return unit_of_work(request.app.state.engine, None, request_traceparent(request))
+
+
+UnitOfWorkDep = Annotated[OrderUnitOfWork, Depends(_unit_of_work)]
+IfMatch = Annotated[str | None, Header(description='The ETag you hold, e.g. "3"')]
+IdempotencyKey = Annotated[
+    str | None, Header(min_length=1, max_length=255, description="Repeat-safe request key")
+]
+
+router = APIRouter(tags=["orders"])
+
+
+def _respond(view: handlers.OrderView, response: Response) -> OrderPublic:
+    response.headers["ETag"] = etag(view.order.version)
+    return OrderPublic.of(view)
+
+
+@router.post("/orders", status_code=status.HTTP_202_ACCEPTED)
+async def place_order(
+    body: OrderCreate,
+    caller: CurrentUserId,
+    response: Response,
+    uow: UnitOfWorkDep,
+    idempotency_key: IdempotencyKey = None,
+) -> OrderPublic:
+    command = handlers.PlaceOrder(
+        user_id=caller,
+        items=tuple(
+            Item(sku=i.sku, quantity=i.quantity, unit_price=i.unit_price) for i in body.items
+        ),
+        idempotency_key=idempotency_key,
+    )
+    view = await handlers.place_order(command, uow)
+    response.headers["Location"] = f"/orders/{view.order.id}"
+    return _respond(view, response)
+
+
+@router.get("/orders/{order_id}")
+async def read_order(
+    order_id: UUID, caller: CurrentUserId, response: Response, uow: UnitOfWorkDep
+) -> OrderPublic:
+    return _respond(await handlers.get_order(order_id, caller, uow), response)
+
+
+@router.get("/orders")
+async def list_orders(
+    caller: CurrentUserId,
+    uow: UnitOfWorkDep,
+    status: OrderStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> OrderPage:
+    views, more = await handlers.list_orders(
+        caller, uow, status=status, limit=limit, after=_decode_cursor(cursor)
+    )
+    next_cursor = _encode_cursor(views[-1].order.created_at, views[-1].order.id) if more else None
+    return OrderPage(items=[OrderPublic.of(v) for v in views], next_cursor=next_cursor)
+
+
+@router.post("/orders/{order_id}/cancel")
+async def cancel_order(
+    order_id: UUID,
+    caller: CurrentUserId,
+    response: Response,
+    uow: UnitOfWorkDep,
+    if_match: IfMatch = None,
+) -> OrderPublic:
+    command = handlers.CancelOrder(
+        order_id=order_id, user_id=caller, expected_version=expected_version(if_match)
+    )
+    return _respond(await handlers.cancel_order(command, uow), response)
+
+
+def _encode_cursor(created_at: datetime, order_id: UUID) -> str:
+    raw = f"{created_at.isoformat()}|{order_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
+    """The (created_at, id) a cursor points after; 422 for one we did not issue."""
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, order_id = raw.split("|")
+        return datetime.fromisoformat(created_at), UUID(order_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
+        raise Invalid("cursor: not a cursor this API issued") from error

@@ -1,0 +1,32 @@
+"""order_svc's composition root: its spec (tables, queue, handlers, routes) wired by `shared`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from broker.topology import ORDER_SVC_QUEUE
+from order_svc import api, handlers, models
+from order_svc.settings import OrderSettings
+from order_svc.uow import unit_of_work
+from shared import service
+
+SPEC = service.ServiceSpec(
+    name="order_svc",
+    title="order_svc",
+    outbox=models.outbox,
+    inbox=models.inbox,
+    queue=ORDER_SVC_QUEUE,
+    handlers={
+        "user.registered": handlers.on_user_registered,
+        "user.updated": handlers.on_user_updated,
+        "user.deactivated": handlers.on_user_deactivated,
+        "user.credit_reserved": handlers.on_credit_reserved,
+        "user.credit_rejected": handlers.on_credit_rejected,
+    },
+    unit_of_work=unit_of_work,
+    routers=[api.router],
+)
+
+
+def create_app(settings: OrderSettings) -> FastAPI:
+    return service.create_app(SPEC, settings)

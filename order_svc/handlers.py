@@ -1,0 +1,177 @@
+"""order_svc's use cases: HTTP commands and queries, and the saga's event handlers.
+
+Commands save with the version they loaded (`WHERE version = :expected`). Saga handlers lock the
+order row, let the state machine decide whether the step still applies, and commit the change
+with its event. Replica handlers apply a user's state only where it is newer than the copy's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+from order_svc.domain import Customer, Item, Order, OrderStatus
+from order_svc.uow import OrderUnitOfWork
+from shared.envelope import CloudEvent
+from shared.errors import Invalid, NotFound, StaleVersion
+from shared.events import (
+    UserCreditRejected,
+    UserCreditReserved,
+    UserDeactivated,
+    UserRegistered,
+    UserUpdated,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlaceOrder:
+    user_id: UUID
+    items: tuple[Item, ...]
+    idempotency_key: str | None = None
+
+    def fingerprint(self) -> str:
+        """What "the same body" means for an idempotency key: the same items, in order."""
+        canonical = json.dumps(
+            [[i.sku, i.quantity, i.unit_price] for i in self.items], separators=(",", ":")
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CancelOrder:
+    order_id: UUID
+    user_id: UUID
+    expected_version: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderView:
+    order: Order
+    customer: Customer | None
+
+
+async def place_order(command: PlaceOrder, uow: OrderUnitOfWork) -> OrderView:
+    fingerprint = command.fingerprint() if command.idempotency_key else None
+    async with uow:
+        if command.idempotency_key is not None:
+            replay = await _replay(command, uow)
+            if replay is not None:
+                return replay
+        order = Order.place(
+            id=uuid4(), user_id=command.user_id, items=command.items, now=datetime.now(UTC)
+        )
+        added = await uow.orders.add(
+            order, idempotency_key=command.idempotency_key, fingerprint=fingerprint
+        )
+        if not added:
+            # A concurrent request with the same key committed first; we waited for it on the
+            # unique key, and now answer with its order.
+            replay = await _replay(command, uow)
+            if replay is None:
+                raise RuntimeError("idempotency key conflicted but no order holds it")
+            return replay
+        uow.collect(order)
+        customer = await uow.customers.get(command.user_id)
+        await uow.commit()
+    return OrderView(order=order, customer=customer)
+
+
+async def _replay(command: PlaceOrder, uow: OrderUnitOfWork) -> OrderView | None:
+    assert command.idempotency_key is not None
+    found = await uow.orders.by_idempotency_key(command.user_id, command.idempotency_key)
+    if found is None:
+        return None
+    order, fingerprint = found
+    if fingerprint != command.fingerprint():
+        raise Invalid("this Idempotency-Key was already used with a different request body")
+    return OrderView(order=order, customer=await uow.customers.get(command.user_id))
+
+
+async def get_order(order_id: UUID, user_id: UUID, uow: OrderUnitOfWork) -> OrderView:
+    async with uow:
+        order = await uow.orders.get(order_id)
+        if order is None or order.user_id != user_id:
+            raise NotFound(f"order {order_id} not found")
+        return OrderView(order=order, customer=await uow.customers.get(user_id))
+
+
+async def list_orders(
+    user_id: UUID,
+    uow: OrderUnitOfWork,
+    *,
+    status: OrderStatus | None,
+    limit: int,
+    after: tuple[datetime, UUID] | None,
+) -> tuple[list[OrderView], bool]:
+    """One page of the user's orders, newest first, and whether more follow."""
+    async with uow:
+        page = await uow.orders.page(user_id, status=status, limit=limit + 1, after=after)
+        customer = await uow.customers.get(user_id)
+    views = [OrderView(order=order, customer=customer) for order in page[:limit]]
+    return views, len(page) > limit
+
+
+async def cancel_order(command: CancelOrder, uow: OrderUnitOfWork) -> OrderView:
+    async with uow:
+        order = await uow.orders.get(command.order_id)
+        if order is None or order.user_id != command.user_id:
+            raise NotFound(f"order {command.order_id} not found")
+        if order.version != command.expected_version:
+            raise StaleVersion(
+                f"order is at version {order.version}, not {command.expected_version}"
+            )
+        order.cancel(datetime.now(UTC))
+        await uow.orders.save(order, expected_version=command.expected_version)
+        uow.collect(order)
+        customer = await uow.customers.get(command.user_id)
+        await uow.commit()
+    return OrderView(order=order, customer=customer)
+
+
+async def on_credit_reserved(
+    event: UserCreditReserved, _: CloudEvent, uow: OrderUnitOfWork
+) -> None:
+    order = await uow.orders.get(event.order_id, for_update=True)
+    if order is None:
+        raise NotFound(f"credit reserved for unknown order {event.order_id}")
+    loaded_version = order.version
+    if order.confirm(datetime.now(UTC)):
+        await uow.orders.save(order, expected_version=loaded_version)
+        uow.collect(order)
+
+
+async def on_credit_rejected(
+    event: UserCreditRejected, _: CloudEvent, uow: OrderUnitOfWork
+) -> None:
+    order = await uow.orders.get(event.order_id, for_update=True)
+    if order is None:
+        raise NotFound(f"credit rejected for unknown order {event.order_id}")
+    loaded_version = order.version
+    if order.reject(event.reason, datetime.now(UTC)):
+        await uow.orders.save(order, expected_version=loaded_version)
+        uow.collect(order)
+
+
+async def on_user_registered(
+    event: UserRegistered, envelope: CloudEvent, uow: OrderUnitOfWork
+) -> None:
+    await uow.customers.apply_if_newer(
+        event.user_id, version=envelope.aggregateversion, name=event.name, status="active"
+    )
+
+
+async def on_user_updated(event: UserUpdated, envelope: CloudEvent, uow: OrderUnitOfWork) -> None:
+    await uow.customers.apply_if_newer(
+        event.user_id, version=envelope.aggregateversion, name=event.name
+    )
+
+
+async def on_user_deactivated(
+    event: UserDeactivated, envelope: CloudEvent, uow: OrderUnitOfWork
+) -> None:
+    await uow.customers.apply_if_newer(
+        event.user_id, version=envelope.aggregateversion, status="deactivated"
+    )

@@ -1,0 +1,79 @@
+"""Database plumbing shared by the services: engine, database creation, readiness, migrations.
+
+Services keep their own database; these helpers only know how to reach *a* PostgreSQL database
+from its SQLAlchemy URL. Migrations run in a worker thread because Alembic's async env calls
+`asyncio.run`, which cannot nest inside the service's (or a test's) running loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib.resources import files
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from tenacity import before_sleep_log, retry, stop_after_delay, wait_exponential
+
+log = logging.getLogger(__name__)
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The plain libpq-style DSN asyncpg wants, from a `postgresql+asyncpg://` URL."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@retry(
+    stop=stop_after_delay(60),
+    wait=wait_exponential(multiplier=0.2, max=5),
+    before_sleep=before_sleep_log(log, logging.WARNING),
+    reraise=True,
+)
+async def ensure_database(url: str) -> None:
+    """Create the database named in `url` if it is missing, waiting for the server to be up."""
+    target = make_url(url)
+    admin = asyncpg_dsn(str(target.set(database="postgres")))
+    connection = await asyncpg.connect(admin)
+    try:
+        exists = await connection.fetchval(
+            "SELECT 1 FROM pg_database WHERE datname = $1", target.database
+        )
+        if not exists:
+            quoted = '"' + (target.database or "").replace('"', '""') + '"'
+            try:
+                await connection.execute(f"CREATE DATABASE {quoted}")
+            except asyncpg.DuplicateDatabaseError:
+                pass  # another replica created it between our check and our CREATE
+            else:
+                log.info("created database %s", target.database)
+    finally:
+        await connection.close()
+
+
+async def drop_database(url: str) -> None:
+    target = make_url(url)
+    connection = await asyncpg.connect(asyncpg_dsn(str(target.set(database="postgres"))))
+    try:
+        quoted = '"' + (target.database or "").replace('"', '""') + '"'
+        await connection.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+    finally:
+        await connection.close()
+
+
+def alembic_config(package: str, url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(files(package) / "migrations"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+async def migrate(package: str, url: str) -> None:
+    """Bring the service's database to the latest revision (idempotent, safe for replicas)."""
+    await asyncio.to_thread(command.upgrade, alembic_config(package, url), "head")

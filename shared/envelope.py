@@ -1,0 +1,108 @@
+"""CloudEvents 1.0 structured-JSON envelope: the only wire format on the `events` exchange.
+
+Outgoing events are wrapped here exactly once, when the unit of work writes them to the outbox,
+so the bytes the relay publishes (and republishes after a crash) never change: the same `id`
+on every redelivery. Incoming bodies are decoded here into a validated envelope and a validated
+`data` model, or rejected with an `InvalidEvent` whose reason goes to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID, uuid4
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from shared.events import EVENT_TYPES, DomainEvent, EventData
+
+CONTENT_TYPE = "application/cloudevents+json"
+TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+
+
+class CloudEvent(BaseModel):
+    """The envelope attributes of the contract; other extension attributes are allowed and kept."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: Literal["1.0"]
+    id: UUID
+    source: Annotated[str, Field(min_length=1)]
+    type: str
+    subject: Annotated[str, Field(min_length=1)]
+    time: AwareDatetime
+    datacontenttype: Literal["application/json"]
+    data: dict[str, Any]
+    aggregateversion: Annotated[int, Field(ge=0)]
+    correlationid: str | None = None
+    causationid: str | None = None
+    traceparent: Annotated[str | None, Field(pattern=TRACEPARENT_PATTERN)] = None
+
+
+class InvalidEvent(Exception):
+    """A message that can never be processed, whatever the retries: it belongs in the DLQ."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def child_traceparent(parent: str | None) -> str:
+    """A W3C traceparent continuing `parent`'s trace with a new span, or starting a new trace."""
+    span_id = secrets.token_hex(8)
+    if parent is not None:
+        version, trace_id, _, flags = parent.split("-")
+        return f"{version}-{trace_id}-{span_id}-{flags}"
+    return f"00-{secrets.token_hex(16)}-{span_id}-01"
+
+
+def wrap(
+    event: DomainEvent,
+    *,
+    source: str,
+    cause: CloudEvent | None = None,
+    traceparent: str | None = None,
+) -> CloudEvent:
+    """Build the envelope of `event`, linking it to the event that caused it (if any)."""
+    correlation = event.correlation_id or (cause.correlationid if cause else None)
+    return CloudEvent(
+        specversion="1.0",
+        id=uuid4(),
+        source=source,
+        type=event.type,
+        subject=str(event.subject),
+        time=datetime.now(UTC),
+        datacontenttype="application/json",
+        data=event.data.model_dump(mode="json"),
+        aggregateversion=event.aggregate_version,
+        correlationid=str(correlation) if correlation else None,
+        causationid=str(cause.id) if cause else None,
+        traceparent=child_traceparent(traceparent or (cause.traceparent if cause else None)),
+    )
+
+
+def encode(event: CloudEvent) -> bytes:
+    return event.model_dump_json(exclude_none=True).encode()
+
+
+def decode(body: bytes) -> tuple[CloudEvent, EventData]:
+    """Validate `body` as a CloudEvent of a known type with valid `data`, or raise InvalidEvent."""
+    try:
+        envelope = CloudEvent.model_validate_json(body)
+    except ValidationError as error:
+        raise InvalidEvent(f"not a valid CloudEvent: {_summarise(error)}") from error
+    model = EVENT_TYPES.get(envelope.type)
+    if model is None:
+        raise InvalidEvent(f"unknown event type {envelope.type!r}")
+    try:
+        data = model.model_validate(envelope.data)
+    except ValidationError as error:
+        raise InvalidEvent(f"invalid data for {envelope.type}: {_summarise(error)}") from error
+    return envelope, data
+
+
+def _summarise(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}" for e in error.errors()
+    )[:1000]

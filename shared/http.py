@@ -1,0 +1,202 @@
+"""The HTTP edge shared by both services: problem details, versions in headers, auth, ops routes.
+
+- Every error is an RFC 9457 problem (`application/problem+json`), including validation errors
+  (422, naming the field) and the framework's own 404/405.
+- Versions travel as strong ETags (`"3"`); `If-Match` parsing distinguishes missing (428) from
+  unparseable (412: it cannot match any version).
+- `/healthz` says the process is alive; `/readyz` checks the database and the broker, so a load
+  balancer stops sending traffic to a replica that cannot do its work.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+from uuid import UUID
+
+from aio_pika.abc import AbstractConnection
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from shared.auth import verify_token
+from shared.envelope import TRACEPARENT_PATTERN
+from shared.errors import (
+    Conflict,
+    DomainError,
+    Invalid,
+    NotFound,
+    PreconditionRequired,
+    StaleVersion,
+    Unauthorized,
+)
+from shared.metrics import Metrics
+
+PROBLEM_JSON = "application/problem+json"
+
+_STATUS_OF: dict[type[DomainError], tuple[int, str]] = {
+    NotFound: (404, "Not Found"),
+    Conflict: (409, "Conflict"),
+    Invalid: (422, "Unprocessable Content"),
+    Unauthorized: (401, "Unauthorized"),
+    PreconditionRequired: (428, "Precondition Required"),
+    StaleVersion: (412, "Precondition Failed"),
+}
+
+
+def problem(
+    status: int, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def domain_error(_: Request, error: Exception) -> Response:
+        assert isinstance(error, DomainError)
+        status, title = next(
+            (v for k, v in _STATUS_OF.items() if isinstance(error, k)), (400, "Bad Request")
+        )
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return problem(status, title, error.detail, headers=headers)
+
+    async def validation_error(_: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in error.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem(422, "Unprocessable Content", detail, errors=errors)
+
+    async def http_error(_: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        return problem(
+            error.status_code,
+            _reason(error.status_code),
+            str(error.detail),
+            headers=dict(error.headers or {}),
+        )
+
+    app.add_exception_handler(DomainError, domain_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def expected_version(if_match: str | None) -> int:
+    """The version an `If-Match` header asks for; 428 when missing, 412 when it cannot match."""
+    if if_match is None or not if_match.strip():
+        raise PreconditionRequired("this request needs an If-Match header with the ETag you hold")
+    value = if_match.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise StaleVersion(f"If-Match {if_match!r} matches no version of this resource")
+    return int(value)
+
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from user_svc POST /auth/token")
+
+
+def current_user_id(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> UUID:
+    if credentials is None:
+        raise Unauthorized("missing bearer token")
+    secret: str = request.app.state.jwt_secret
+    return verify_token(credentials.credentials, secret=secret)
+
+
+CurrentUserId = Annotated[UUID, Depends(current_user_id)]
+
+
+def ops_router(
+    *, engine: AsyncEngine, amqp: Callable[[], AbstractConnection | None], metrics: Metrics
+) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", response_model=None)
+    async def readyz() -> dict[str, Any] | JSONResponse:
+        checks = {"database": await _database_ok(engine), "broker": _broker_ok(amqp())}
+        if all(checks.values()):
+            return {"status": "ready", "checks": checks}
+        failing = ", ".join(name for name, ok in checks.items() if not ok)
+        return problem(
+            503, "Service Unavailable", f"not ready: {failing} unreachable", checks=checks
+        )
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+async def _database_ok(engine: AsyncEngine) -> bool:
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
+def _broker_ok(connection: AbstractConnection | None) -> bool:
+    return connection is not None and not connection.is_closed
+
+
+def install_metrics_middleware(app: FastAPI, metrics: Metrics) -> None:
+    @app.middleware("http")
+    async def record(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = _route_template(request)
+        metrics.http_requests.labels(request.method, route, str(response.status_code)).inc()
+        metrics.http_request_duration.labels(request.method, route).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+
+def _route_template(request: Request) -> str:
+    """The route's path template (`/orders/{order_id}`), so ids do not explode label cardinality."""
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is Match.FULL:
+            return str(getattr(route, "path", "unmatched"))
+    return "unmatched"
+
+
+_TRACEPARENT = re.compile(TRACEPARENT_PATTERN)
+
+
+def request_traceparent(request: Request) -> str | None:
+    """The caller's W3C trace context, if it sent a well-formed one."""
+    value = request.headers.get("traceparent")
+    return value if value and _TRACEPARENT.fullmatch(value) else None

@@ -1,0 +1,29 @@
+"""Writing events to the outbox, inside the transaction of the state change that caused them.
+
+This is the only way an event leaves a service: nothing publishes to the broker from a request
+or a handler. If the transaction rolls back, its events vanish with it; if it commits, the relay
+will publish them (at least once). `pg_notify` is transactional too: the relay is woken exactly
+when the rows become visible, never before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Table, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import func
+
+from shared.envelope import CloudEvent, encode
+
+NOTIFY_CHANNEL = "outbox"
+
+
+async def append(connection: AsyncConnection, outbox: Table, events: Sequence[CloudEvent]) -> None:
+    if not events:
+        return
+    await connection.execute(
+        insert(outbox),
+        [{"id": e.id, "type": e.type, "subject": e.subject, "body": encode(e)} for e in events],
+    )
+    await connection.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))

@@ -1,0 +1,217 @@
+"""The outbox relay: publishes committed events to the broker, at least once, in outbox order.
+
+Guarantees and the failures they defend against:
+
+- Only committed events are published: the relay reads the outbox like any other reader, so a
+  rolled-back transaction's rows are never seen.
+- A row is marked published only after the broker confirmed it (publisher confirms). A crash
+  between confirm and mark republishes the row with the same CloudEvent `id`; consumers are
+  idempotent on that id, so the duplicate has no effect.
+- Replicas do not publish the same row twice in the normal case: a batch is claimed with
+  `FOR UPDATE SKIP LOCKED` and its locks are held until the marks commit.
+- Low latency without busy polling: the committing transaction sends `NOTIFY outbox` and the
+  relay wakes on it. A notification can be missed (the listening connection was down), so the
+  relay also polls on a timer: nothing is ever stranded.
+- Published rows are deleted after a retention period, in small batches, so the table (and the
+  claim query) stays proportional to the backlog rather than to the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+import aio_pika
+import asyncpg
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from sqlalchemy import Table, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql import func
+
+from shared.envelope import CONTENT_TYPE
+from shared.metrics import Metrics
+from shared.outbox import NOTIFY_CHANNEL
+
+log = logging.getLogger(__name__)
+
+CLEANUP_BATCH = 5_000
+RETRY_DELAY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        listen_dsn: str,
+        outbox: Table,
+        amqp: AbstractConnection,
+        exchange: str,
+        metrics: Metrics,
+        batch_size: int,
+        poll_seconds: float,
+        retention_seconds: float,
+    ) -> None:
+        self._engine = engine
+        self._listen_dsn = listen_dsn
+        self._outbox = outbox
+        self._amqp = amqp
+        self._exchange_name = exchange
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+        self._retention_seconds = retention_seconds
+        self._wake = asyncio.Event()
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+
+    async def run(self) -> None:
+        """Publish until cancelled: on every notification, every poll tick, and after errors."""
+        listener = asyncio.create_task(self._listen(), name="outbox-listener")
+        failures = 0
+        next_cleanup = 0.0
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self.publish_pending()
+                    if time.monotonic() >= next_cleanup:
+                        await self.remove_published()
+                        next_cleanup = time.monotonic() + min(60.0, self._retention_seconds + 1)
+                    failures = 0
+                except Exception:
+                    delay = RETRY_DELAY_SECONDS[min(failures, len(RETRY_DELAY_SECONDS) - 1)]
+                    failures += 1
+                    log.exception(
+                        "outbox relay failed (attempt %d), retrying in %.1fs", failures, delay
+                    )
+                    self._exchange = None
+                    await asyncio.sleep(delay)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def publish_pending(self) -> int:
+        """Drain the outbox batch by batch; return how many events were confirmed."""
+        total = 0
+        while True:
+            published = await self._publish_batch()
+            total += published
+            if published < self._batch_size:
+                return total
+
+    async def remove_published(self) -> int:
+        """Delete rows published longer ago than the retention, in batches without long locks."""
+        outbox = self._outbox
+        retention = timedelta(seconds=self._retention_seconds)
+        removed = 0
+        while True:
+            oldest = (
+                select(outbox.c.seq)
+                .where(outbox.c.published_at < func.now() - retention)
+                .limit(CLEANUP_BATCH)
+                .with_for_update(skip_locked=True)
+            )
+            async with self._engine.begin() as connection:
+                result = await connection.execute(
+                    delete(outbox).where(outbox.c.seq.in_(oldest.scalar_subquery()))
+                )
+            removed += result.rowcount
+            if result.rowcount < CLEANUP_BATCH:
+                return removed
+
+    async def _publish_batch(self) -> int:
+        exchange = await self._get_exchange()
+        outbox = self._outbox
+        async with self._engine.begin() as connection:
+            rows = (
+                await connection.execute(
+                    select(outbox.c.seq, outbox.c.id, outbox.c.type, outbox.c.body)
+                    .where(outbox.c.published_at.is_(None))
+                    .order_by(outbox.c.seq)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            # Pipelined: all messages of the batch are in flight at once, each awaiting its own
+            # confirm. The row locks are held meanwhile, so no other relay takes these rows.
+            results = await asyncio.gather(
+                *(
+                    exchange.publish(_message(row.id, row.type, row.body), routing_key=row.type)
+                    for row in rows
+                ),
+                return_exceptions=True,
+            )
+            confirmed = [row for row, r in zip(rows, results, strict=True) if _is_ack(r)]
+            if confirmed:
+                await connection.execute(
+                    update(outbox)
+                    .where(outbox.c.seq.in_([row.seq for row in confirmed]))
+                    .values(published_at=func.now())
+                )
+        for row in confirmed:
+            self._metrics.events_published.labels(row.type).inc()
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise RuntimeError(
+                f"{len(failures)} of {len(rows)} outbox events were not confirmed by the broker"
+            ) from failures[0]
+        return len(confirmed)
+
+    async def _get_exchange(self) -> AbstractExchange:
+        if self._exchange is None or self._channel is None or self._channel.is_closed:
+            self._channel = await self._amqp.channel(publisher_confirms=True)
+            self._exchange = await self._channel.get_exchange(self._exchange_name, ensure=False)
+        return self._exchange
+
+    async def _listen(self) -> None:
+        """Keep a LISTEN connection open; reconnect with backoff if it drops."""
+        failures = 0
+        while True:
+            try:
+                connection = await asyncpg.connect(self._listen_dsn)
+            except (OSError, asyncpg.PostgresError) as error:
+                delay = RETRY_DELAY_SECONDS[min(failures, len(RETRY_DELAY_SECONDS) - 1)]
+                failures += 1
+                log.warning("outbox listener cannot connect (%s), retrying in %.1fs", error, delay)
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            lost = asyncio.Event()
+            connection.add_termination_listener(lambda _, lost=lost: lost.set())
+            try:
+                await connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                # Anything committed while we were not listening is picked up by this wake-up.
+                self._wake.set()
+                await lost.wait()
+                log.warning("outbox listener connection lost, reconnecting")
+            finally:
+                with contextlib.suppress(Exception):
+                    await connection.close(timeout=1)
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+
+def _message(event_id: Any, event_type: str, body: bytes) -> aio_pika.Message:
+    return aio_pika.Message(
+        body=body,
+        message_id=str(event_id),
+        type=event_type,
+        content_type=CONTENT_TYPE,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def _is_ack(result: object) -> bool:
+    return not isinstance(result, BaseException)

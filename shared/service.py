@@ -1,0 +1,170 @@
+"""The composition root both services share: one process = HTTP API + outbox relay + consumer.
+
+A service describes itself with a `ServiceSpec` (its name, tables, queue, handlers, unit of work,
+routers); `create_app` wires it to settings, and `serve` prepares the database and runs it.
+Nothing is created at import time, so tests build as many differently configured apps as they
+like. Start-up waits for the broker with backoff instead of crashing, and shutdown stops the
+consumer first (in-flight messages finish and are acked), then the relay, then the connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aio_pika
+import uvicorn
+from aio_pika.abc import AbstractRobustConnection
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
+from tenacity import AsyncRetrying, before_sleep_log, stop_after_delay, wait_exponential
+
+from broker.topology import TOPOLOGY, Queue, declare
+from shared.consumer import EventConsumer, Handler
+from shared.db import asyncpg_dsn, create_engine, ensure_database, migrate
+from shared.envelope import CloudEvent
+from shared.http import install_metrics_middleware, install_problem_handlers, ops_router
+from shared.metrics import Metrics
+from shared.relay import OutboxRelay
+from shared.settings import ServiceSettings
+from shared.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=ServiceSettings)
+
+UnitOfWorkFactory = Callable[[AsyncEngine, CloudEvent | None, str | None], UnitOfWork]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSpec:
+    name: str
+    title: str
+    outbox: Table
+    inbox: Table
+    queue: Queue
+    handlers: Mapping[str, Handler[Any]]
+    unit_of_work: UnitOfWorkFactory
+    routers: Sequence[APIRouter]
+
+    @property
+    def source(self) -> str:
+        return f"/{self.name}"
+
+
+class Runtime:
+    """The background half of a service process: broker connection, relay and consumer."""
+
+    def __init__(self, spec: ServiceSpec, settings: ServiceSettings, engine: AsyncEngine) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.engine = engine
+        self.metrics = Metrics()
+        self.amqp: AbstractRobustConnection | None = None
+        self._consumer: EventConsumer[Any] | None = None
+        self._relay: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        settings, spec = self.settings, self.spec
+        self.amqp = await _connect(settings.amqp_url)
+        await declare(await self.amqp.channel(), TOPOLOGY)
+        if settings.relay_enabled:
+            relay = OutboxRelay(
+                engine=self.engine,
+                listen_dsn=asyncpg_dsn(settings.database_url),
+                outbox=spec.outbox,
+                amqp=self.amqp,
+                exchange=TOPOLOGY.exchange.name,
+                metrics=self.metrics,
+                batch_size=settings.relay_batch_size,
+                poll_seconds=settings.relay_poll_seconds,
+                retention_seconds=settings.outbox_retention_seconds,
+            )
+            self._relay = asyncio.create_task(relay.run(), name=f"{spec.name}-relay")
+        if settings.consumers_enabled:
+            self._consumer = EventConsumer(
+                queue=spec.queue,
+                handlers=spec.handlers,
+                unit_of_work=lambda cause: spec.unit_of_work(self.engine, cause, None),
+                inbox_table=spec.inbox,
+                metrics=self.metrics,
+                prefetch=settings.consumer_prefetch,
+                max_attempts=settings.handler_max_attempts,
+            )
+            await self._consumer.start(self.amqp)
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._relay is not None:
+            self._relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay
+        if self.amqp is not None:
+            await self.amqp.close()
+        await self.engine.dispose()
+
+
+async def _connect(url: str) -> AbstractRobustConnection:
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(120),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    ):
+        with attempt:
+            return await aio_pika.connect_robust(url)
+    raise AssertionError("unreachable")
+
+
+def create_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
+    engine = create_engine(settings.database_url)
+    runtime = Runtime(spec, settings, engine)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=spec.title, version="1.0.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.jwt_secret = settings.jwt_secret
+    app.state.engine = engine
+    app.state.unit_of_work = spec.unit_of_work
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    install_metrics_middleware(app, runtime.metrics)
+    app.include_router(
+        ops_router(engine=engine, amqp=lambda: runtime.amqp, metrics=runtime.metrics)
+    )
+    for router in spec.routers:
+        app.include_router(router)
+    return app
+
+
+async def prepare_database(spec_package: str, database_url: str) -> None:
+    await ensure_database(database_url)
+    await migrate(spec_package, database_url)
+
+
+def serve(settings: S, *, package: str, app: Callable[[S], FastAPI]) -> None:
+    """Create and migrate the database, then run the service until SIGINT/SIGTERM."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(prepare_database(package, settings.database_url))
+    uvicorn.run(
+        app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,66 @@
+"""Settings common to every service, read from the environment (names fixed by CONTRACT.md).
+
+Each service subclasses `ServiceSettings` to add its own HTTP address and database. Nothing is
+read at import time: the composition root builds a settings object and passes it down, so tests
+can run several differently configured services in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me-0123456789"  # noqa: S105
+
+log = logging.getLogger(__name__)
+
+
+def env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int
+    database_url: str
+
+    app_env: Annotated[
+        Literal["development", "production"], Field(validation_alias=env("APP_ENV"))
+    ] = "development"
+    amqp_url: Annotated[str, Field(validation_alias=env("AMQP_URL"))] = (
+        "amqp://guest:guest@127.0.0.1:5672/"
+    )
+    jwt_secret: Annotated[str, Field(min_length=32, validation_alias=env("JWT_SECRET"))] = (
+        DEVELOPMENT_JWT_SECRET
+    )
+    access_token_ttl_seconds: Annotated[
+        int, Field(gt=0, validation_alias=env("ACCESS_TOKEN_TTL_SECONDS"))
+    ] = 900
+
+    relay_enabled: Annotated[bool, Field(validation_alias=env("RELAY_ENABLED"))] = True
+    relay_batch_size: Annotated[int, Field(gt=0, validation_alias=env("RELAY_BATCH_SIZE"))] = 200
+    relay_poll_seconds: Annotated[
+        float, Field(gt=0, validation_alias=env("RELAY_POLL_SECONDS"))
+    ] = 1.0
+    outbox_retention_seconds: Annotated[
+        float, Field(ge=0, validation_alias=env("OUTBOX_RETENTION_SECONDS"))
+    ] = 86_400.0
+
+    consumers_enabled: Annotated[bool, Field(validation_alias=env("CONSUMERS_ENABLED"))] = True
+    consumer_prefetch: Annotated[int, Field(gt=0, validation_alias=env("CONSUMER_PREFETCH"))] = 32
+    handler_max_attempts: Annotated[
+        int, Field(gt=0, validation_alias=env("HANDLER_MAX_ATTEMPTS"))
+    ] = 5
+
+    @model_validator(mode="after")
+    def _refuse_development_secret_in_production(self) -> ServiceSettings:
+        if self.jwt_secret == DEVELOPMENT_JWT_SECRET:
+            if self.app_env == "production":
+                raise ValueError("JWT_SECRET must be set when APP_ENV=production")
+            log.warning("JWT_SECRET is not set: using the development secret (APP_ENV=development)")
+        return self

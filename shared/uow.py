@@ -1,0 +1,77 @@
+"""The unit of work: one database transaction, rolled back unless explicitly committed.
+
+It owns the transaction and the events raised during it. `commit()` wraps each raised event in
+its CloudEvent envelope (linking it to the event or request that caused it), appends them to the
+outbox, and commits state and events together: there is no window in which one exists without
+the other. Services subclass it to expose their repositories on the same connection.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared import outbox
+from shared.envelope import CloudEvent, wrap
+from shared.events import DomainEvent
+
+
+class UnitOfWork:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        outbox_table: Table,
+        source: str,
+        cause: CloudEvent | None = None,
+        traceparent: str | None = None,
+    ) -> None:
+        self._engine = engine
+        self._outbox = outbox_table
+        self._source = source
+        self.cause = cause
+        self._traceparent = traceparent
+        self._connection: AsyncConnection | None = None
+        self._raised: list[DomainEvent] = []
+
+    @property
+    def connection(self) -> AsyncConnection:
+        if self._connection is None:
+            raise RuntimeError("the unit of work is used outside `async with`")
+        return self._connection
+
+    async def __aenter__(self) -> Self:
+        self._connection = await self._engine.connect()
+        await self._connection.begin()
+        self._raised = []
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        connection, self._connection = self.connection, None
+        try:
+            if connection.in_transaction():
+                await connection.rollback()
+        finally:
+            await connection.close()
+
+    def emit(self, *events: DomainEvent) -> None:
+        self._raised.extend(events)
+
+    async def commit(self) -> list[CloudEvent]:
+        """Commit the state change and its events together; return the envelopes written."""
+        envelopes = [
+            wrap(e, source=self._source, cause=self.cause, traceparent=self._traceparent)
+            for e in self._raised
+        ]
+        await outbox.append(self.connection, self._outbox, envelopes)
+        await self.connection.commit()
+        self._raised = []
+        return envelopes

@@ -1,0 +1,178 @@
+"""user_svc's HTTP routes: request -> command -> handler -> response. No SQL here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Request, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from shared.auth import issue_token
+from shared.errors import NotFound
+from shared.http import CurrentUserId, etag, expected_version, request_traceparent
+from user_svc import handlers
+from user_svc.domain import User
+from user_svc.passwords import Passwords
+from user_svc.settings import UserSettings
+from user_svc.uow import UserUnitOfWork, unit_of_work
+
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_lower=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+    ),
+]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Password = Annotated[str, Field(min_length=8, max_length=128)]
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: Email
+    name: Name
+    password: Password
+
+
+class UserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+
+
+class UserPublic(BaseModel):
+    id: UUID
+    email: str
+    name: str
+    status: Literal["active", "deactivated"]
+    credit_limit: int
+    credit_reserved: int
+    version: int
+
+    @classmethod
+    def of(cls, user: User) -> UserPublic:
+        return cls(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            status=user.status.value,
+            credit_limit=user.credit_limit,
+            credit_reserved=user.credit_reserved,
+            version=user.version,
+        )
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105
+    expires_in: int
+
+
+def _unit_of_work(request: Request) -> UserUnitOfWork:
+    return unit_of_work(request.app.state.engine, None, request_traceparent(request))
+
+
+def _passwords(request: Request) -> Passwords:
+    passwords: Passwords = request.app.state.passwords
+    return passwords
+
+
+def _settings(request: Request) -> UserSettings:
+    settings: UserSettings = request.app.state.settings
+    return settings
+
+
+UnitOfWorkDep = Annotated[UserUnitOfWork, Depends(_unit_of_work)]
+PasswordsDep = Annotated[Passwords, Depends(_passwords)]
+SettingsDep = Annotated[UserSettings, Depends(_settings)]
+IfMatch = Annotated[str | None, Header(description='The ETag you hold, e.g. "3"')]
+
+router = APIRouter(tags=["users"])
+
+
+def _respond(user: User, response: Response) -> UserPublic:
+    response.headers["ETag"] = etag(user.version)
+    return UserPublic.of(user)
+
+
+def _own(user_id: UUID, caller: UUID) -> UUID:
+    if user_id != caller:
+        raise NotFound(f"user {user_id} not found")
+    return user_id
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED)
+async def register(
+    body: UserCreate,
+    response: Response,
+    uow: UnitOfWorkDep,
+    passwords: PasswordsDep,
+    settings: SettingsDep,
+) -> UserPublic:
+    user = await handlers.register_user(
+        handlers.RegisterUser(
+            email=body.email,
+            name=body.name,
+            password=body.password,
+            credit_limit=settings.default_credit_limit,
+        ),
+        uow,
+        passwords,
+    )
+    response.headers["Location"] = f"/users/{user.id}"
+    return _respond(user, response)
+
+
+@router.post("/auth/token", tags=["auth"])
+async def login(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    uow: UnitOfWorkDep,
+    passwords: PasswordsDep,
+    settings: SettingsDep,
+) -> Token:
+    user = await handlers.authenticate(form.username.strip().lower(), form.password, uow, passwords)
+    token = issue_token(
+        user.id, secret=settings.jwt_secret, ttl_seconds=settings.access_token_ttl_seconds
+    )
+    return Token(access_token=token, expires_in=settings.access_token_ttl_seconds)
+
+
+@router.get("/users/me")
+async def read_me(caller: CurrentUserId, response: Response, uow: UnitOfWorkDep) -> UserPublic:
+    return _respond(await handlers.get_user(caller, uow), response)
+
+
+@router.get("/users/{user_id}")
+async def read_user(
+    user_id: UUID, caller: CurrentUserId, response: Response, uow: UnitOfWorkDep
+) -> UserPublic:
+    return _respond(await handlers.get_user(_own(user_id, caller), uow), response)
+
+
+@router.patch("/users/{user_id}")
+async def update_user(
+    user_id: UUID,
+    body: UserUpdate,
+    caller: CurrentUserId,
+    response: Response,
+    uow: UnitOfWorkDep,
+    if_match: IfMatch = None,
+) -> UserPublic:
+    command = handlers.RenameUser(
+        user_id=_own(user_id, caller), name=body.name, expected_version=expected_version(if_match)
+    )
+    return _respond(await handlers.rename_user(command, uow), response)
+
+
+@router.post("/users/{user_id}/deactivate")
+async def deactivate(
+    user_id: UUID,
+    caller: CurrentUserId,
+    response: Response,
+    uow: UnitOfWorkDep,
+    if_match: IfMatch = None,
+) -> UserPublic:
+    command = handlers.DeactivateUser(
+        user_id=_own(user_id, caller), expected_version=expected_version(if_match)
+    )
+    return _respond(await handlers.deactivate_user(command, uow), response)

@@ -1,0 +1,143 @@
+"""user_svc's unit of work and the repositories it exposes on its one transaction."""
+
+from __future__ import annotations
+
+from typing import Self
+from uuid import UUID
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.envelope import CloudEvent
+from shared.events import CreditRejectionReason
+from shared.uow import UnitOfWork
+from shared.versioning import save_versioned
+from user_svc.domain import Reservation, ReservationState, User, UserStatus
+from user_svc.models import credit_reservations, outbox, users
+
+
+class Users:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def get(self, user_id: UUID, *, for_update: bool = False) -> User | None:
+        query = select(users).where(users.c.id == user_id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self._connection.execute(query)).first()
+        return _user(row) if row else None
+
+    async def credentials(self, email: str) -> tuple[User, str] | None:
+        row = (await self._connection.execute(select(users).where(users.c.email == email))).first()
+        return (_user(row), row.password_hash) if row else None
+
+    async def add(self, user: User, *, password_hash: str) -> bool:
+        """Insert a new user; False if the email is taken (the unique key decides, not a lookup)."""
+        result = await self._connection.execute(
+            pg_insert(users)
+            .values(
+                id=user.id,
+                email=user.email,
+                name=user.name,
+                password_hash=password_hash,
+                status=user.status,
+                credit_limit=user.credit_limit,
+                credit_reserved=user.credit_reserved,
+                version=user.version,
+            )
+            .on_conflict_do_nothing(index_elements=[users.c.email])
+            .returning(users.c.id)
+        )
+        return result.first() is not None
+
+    async def save(self, user: User, *, expected_version: int) -> None:
+        await save_versioned(
+            self._connection,
+            users,
+            key=user.id,
+            expected_version=expected_version,
+            values={
+                "name": user.name,
+                "status": user.status,
+                "credit_reserved": user.credit_reserved,
+                "version": user.version,
+                "updated_at": func.now(),
+            },
+        )
+
+
+class Reservations:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def get(self, order_id: UUID) -> Reservation | None:
+        row = (
+            await self._connection.execute(
+                select(credit_reservations).where(credit_reservations.c.order_id == order_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        return Reservation(
+            order_id=row.order_id,
+            user_id=row.user_id,
+            amount=row.amount,
+            state=ReservationState(row.state),
+            reason=CreditRejectionReason(row.reason) if row.reason else None,
+        )
+
+    async def add(self, reservation: Reservation) -> None:
+        await self._connection.execute(
+            insert(credit_reservations).values(
+                order_id=reservation.order_id,
+                user_id=reservation.user_id,
+                amount=reservation.amount,
+                state=reservation.state,
+                reason=reservation.reason,
+            )
+        )
+
+    async def save(self, reservation: Reservation) -> None:
+        await self._connection.execute(
+            update(credit_reservations)
+            .where(credit_reservations.c.order_id == reservation.order_id)
+            .values(state=reservation.state, updated_at=func.now())
+        )
+
+
+class UserUnitOfWork(UnitOfWork):
+    users: Users
+    reservations: Reservations
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.users = Users(self.connection)
+        self.reservations = Reservations(self.connection)
+        return self
+
+    def collect(self, user: User) -> None:
+        """Take the events the user raised into this unit of work."""
+        self.emit(*user.events)
+        user.events.clear()
+
+
+def unit_of_work(
+    engine: AsyncEngine, cause: CloudEvent | None = None, traceparent: str | None = None
+) -> UserUnitOfWork:
+    return UserUnitOfWork(
+        engine, outbox_table=outbox, source="/user_svc", cause=cause, traceparent=traceparent
+    )
+
+
+def _user(row: Row[tuple[object, ...]]) -> User:
+    return User(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        status=UserStatus(row.status),
+        credit_limit=row.credit_limit,
+        credit_reserved=row.credit_reserved,
+        version=row.version,
+    )
