@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from shared.db import drop_database
+from tests.conftest import POSTGRES, create_vhost, delete_vhost
+from tests.e2e.harness import Customer, Stack, register
+
+pytestmark = pytest.mark.e2e
+
+
+def started_stack(tmp_path: Path) -> Stack:
+    """Both services on brand-new (not even created) databases and a new vhost."""
+    _, amqp_url = create_vhost()
+    suffix = uuid.uuid4().hex[:12]
+    stack = Stack(
+        amqp_url=amqp_url,
+        user_db=f"{POSTGRES}/e2e_user_svc_{suffix}",
+        order_db=f"{POSTGRES}/e2e_order_svc_{suffix}",
+        log_dir=tmp_path,
+    )
+    return stack
+
+
+async def teardown(stack: Stack) -> None:
+    stack.user_svc.kill()
+    stack.order_svc.kill()
+    await drop_database(stack.user_db)
+    await drop_database(stack.order_db)
+    delete_vhost(stack.amqp_url.rsplit("/", 1)[1])
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """One running stack shared by a module's tests; each test uses its own users."""
+    stack = started_stack(tmp_path_factory.mktemp("stack"))
+    try:
+        await stack.start()
+        yield stack
+        stack.stop()
+    finally:
+        await teardown(stack)
+
+
+@pytest.fixture
+async def own_stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """A stack for a test that stops, kills or restarts services; the test starts it."""
+    stack = started_stack(tmp_path)
+    try:
+        yield stack
+    finally:
+        await teardown(stack)
+
+
+@pytest.fixture
+async def customer(stack: Stack) -> AsyncIterator[Customer]:
+    customer = await register(stack)
+    yield customer
+    await customer.close()
