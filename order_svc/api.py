@@ -167,6 +167,9 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created_at, order_id = raw.split("|")
-        return datetime.fromisoformat(created_at), UUID(order_id)
+        after = datetime.fromisoformat(created_at), UUID(order_id)
     except (binascii.Error, UnicodeDecodeError, ValueError) as error:
         raise Invalid("cursor: not a cursor this API issued") from error
+    if after[0].tzinfo is None:
+        raise Invalid("cursor: not a cursor this API issued")
+    return after

@@ -108,11 +108,13 @@ def expected_version(if_match: str | None) -> int:
     """The version an `If-Match` header asks for; 428 when missing, 412 when it cannot match."""
     if if_match is None or not if_match.strip():
         raise PreconditionRequired("this request needs an If-Match header with the ETag you hold")
-    value = if_match.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
+    match = _ETAG.fullmatch(if_match.strip())
+    if match is None:
         raise StaleVersion(f"If-Match {if_match!r} matches no version of this resource")
-    return int(value)
+    return int(match["version"])
 
+
+_ETAG = re.compile(r'(?:W/)?"(?P<version>[0-9]{1,9})"')
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from user_svc POST /auth/token")
 
@@ -123,7 +125,7 @@ def current_user_id(
 ) -> UUID:
     if credentials is None:
         raise Unauthorized("missing bearer token")
-    secret: str = request.app.state.jwt_secret
+    secret: str = request.app.state.settings.jwt_secret.get_secret_value()
     return verify_token(credentials.credentials, secret=secret)
 
 

@@ -136,7 +136,6 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
 
     app = FastAPI(title=spec.title, version="1.0.0", lifespan=lifespan)
     app.state.settings = settings
-    app.state.jwt_secret = settings.jwt_secret
     app.state.engine = engine
     app.state.unit_of_work = spec.unit_of_work
     app.state.runtime = runtime

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me-0123456789"  # noqa: S105
@@ -23,7 +23,7 @@ def env(name: str) -> AliasChoices:
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
     host: str = "127.0.0.1"
     port: int
@@ -35,8 +35,8 @@ class ServiceSettings(BaseSettings):
     amqp_url: Annotated[str, Field(validation_alias=env("AMQP_URL"))] = (
         "amqp://guest:guest@127.0.0.1:5672/"
     )
-    jwt_secret: Annotated[str, Field(min_length=32, validation_alias=env("JWT_SECRET"))] = (
-        DEVELOPMENT_JWT_SECRET
+    jwt_secret: Annotated[SecretStr, Field(min_length=32, validation_alias=env("JWT_SECRET"))] = (
+        SecretStr(DEVELOPMENT_JWT_SECRET)
     )
     access_token_ttl_seconds: Annotated[
         int, Field(gt=0, validation_alias=env("ACCESS_TOKEN_TTL_SECONDS"))
@@ -59,7 +59,7 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_development_secret_in_production(self) -> ServiceSettings:
-        if self.jwt_secret == DEVELOPMENT_JWT_SECRET:
+        if self.jwt_secret.get_secret_value() == DEVELOPMENT_JWT_SECRET:
             if self.app_env == "production":
                 raise ValueError("JWT_SECRET must be set when APP_ENV=production")
             log.warning("JWT_SECRET is not set: using the development secret (APP_ENV=development)")

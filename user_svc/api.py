@@ -132,7 +132,9 @@ async def login(
 ) -> Token:
     user = await handlers.authenticate(form.username.strip().lower(), form.password, uow, passwords)
     token = issue_token(
-        user.id, secret=settings.jwt_secret, ttl_seconds=settings.access_token_ttl_seconds
+        user.id,
+        secret=settings.jwt_secret.get_secret_value(),
+        ttl_seconds=settings.access_token_ttl_seconds,
     )
     return Token(access_token=token, expires_in=settings.access_token_ttl_seconds)
 

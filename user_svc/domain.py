@@ -111,6 +111,8 @@ class User:
         )
 
     def release_credit(self, reservation: Reservation) -> None:
+        if reservation.user_id != self.id:
+            raise Conflict(f"reservation of order {reservation.order_id} is not this user's")
         if reservation.state is not ReservationState.RESERVED:
             raise Conflict(f"reservation of order {reservation.order_id} is {reservation.state}")
         self._change()

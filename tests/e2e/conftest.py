@@ -17,13 +17,12 @@ def started_stack(tmp_path: Path) -> Stack:
     """Both services on brand-new (not even created) databases and a new vhost."""
     _, amqp_url = create_vhost()
     suffix = uuid.uuid4().hex[:12]
-    stack = Stack(
+    return Stack(
         amqp_url=amqp_url,
         user_db=f"{POSTGRES}/e2e_user_svc_{suffix}",
         order_db=f"{POSTGRES}/e2e_order_svc_{suffix}",
         log_dir=tmp_path,
     )
-    return stack
 
 
 async def teardown(stack: Stack) -> None:

@@ -62,4 +62,3 @@ async def test_services_killed_mid_flow_lose_nothing_and_apply_nothing_twice(
 
     await eventually(books_balance, what="credit_reserved equal to the confirmed totals")
     await customer.close()
-

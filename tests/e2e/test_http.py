@@ -63,7 +63,9 @@ async def test_renaming_with_the_current_version_bumps_it_and_sets_the_etag(
     me = await customer.me()
 
     response = await customer.users.patch(
-        f"/users/{customer.id}", json={"name": "Renamed"}, headers={"If-Match": f'"{me["version"]}"'}
+        f"/users/{customer.id}",
+        json={"name": "Renamed"},
+        headers={"If-Match": f'"{me["version"]}"'},
     )
 
     assert response.status_code == 200

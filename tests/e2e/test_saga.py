@@ -106,4 +106,9 @@ async def test_the_order_carries_the_customer_replica(customer: Customer) -> Non
         return body["customer"] if body["customer"] else None
 
     replica = await eventually(has_customer, what="customer replica")
-    assert replica == {"id": str(customer.id), "name": "Test User", "status": "active", "version": 1}
+    assert replica == {
+        "id": str(customer.id),
+        "name": "Test User",
+        "status": "active",
+        "version": 1,
+    }

@@ -1,0 +1,171 @@
+"""Service settings: the defaults and environment names of CONTRACT.md, and production safety."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from order_svc.settings import OrderSettings
+from shared.settings import DEVELOPMENT_JWT_SECRET
+from user_svc.settings import UserSettings
+
+CONTRACT_ENV = (
+    "USER_SVC_PORT",
+    "ORDER_SVC_PORT",
+    "USER_SVC_DATABASE_URL",
+    "ORDER_SVC_DATABASE_URL",
+    "AMQP_URL",
+    "JWT_SECRET",
+    "USER_DEFAULT_CREDIT_LIMIT",
+    "APP_ENV",
+)
+PRODUCTION_SECRET = "a-production-secret-of-at-least-32-bytes"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the shell running the tests exports, each test starts from the defaults."""
+    for name in CONTRACT_ENV:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def test_user_svc_listens_on_8001_by_default() -> None:
+    settings = UserSettings()
+
+    assert (settings.host, settings.port) == ("127.0.0.1", 8001)
+
+
+def test_order_svc_listens_on_8002_by_default() -> None:
+    settings = OrderSettings()
+
+    assert (settings.host, settings.port) == ("127.0.0.1", 8002)
+
+
+def test_user_svc_uses_its_own_database_by_default() -> None:
+    assert UserSettings().database_url == "postgresql+asyncpg://postgres@127.0.0.1:5432/user_svc"
+
+
+def test_order_svc_uses_its_own_database_by_default() -> None:
+    assert OrderSettings().database_url == "postgresql+asyncpg://postgres@127.0.0.1:5432/order_svc"
+
+
+def test_both_services_use_the_local_broker_by_default() -> None:
+    assert UserSettings().amqp_url == "amqp://guest:guest@127.0.0.1:5672/"
+    assert OrderSettings().amqp_url == "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def test_a_new_user_gets_a_credit_limit_of_100000_by_default() -> None:
+    assert UserSettings().default_credit_limit == 100_000
+
+
+def test_development_uses_the_development_secret_when_none_is_set() -> None:
+    settings = UserSettings()
+
+    assert settings.app_env == "development"
+    assert settings.jwt_secret.get_secret_value() == DEVELOPMENT_JWT_SECRET
+
+
+def test_user_svc_port_is_read_from_user_svc_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USER_SVC_PORT", "9101")
+
+    assert UserSettings().port == 9101
+
+
+def test_order_svc_port_is_read_from_order_svc_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORDER_SVC_PORT", "9102")
+
+    assert OrderSettings().port == 9102
+
+
+def test_a_services_port_is_not_read_from_the_other_services_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORDER_SVC_PORT", "9102")
+
+    assert UserSettings().port == 8001
+
+
+def test_user_svc_database_is_read_from_user_svc_database_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("USER_SVC_DATABASE_URL", "postgresql+asyncpg://u@db:5432/users")
+
+    assert UserSettings().database_url == "postgresql+asyncpg://u@db:5432/users"
+
+
+def test_order_svc_database_is_read_from_order_svc_database_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORDER_SVC_DATABASE_URL", "postgresql+asyncpg://u@db:5432/orders")
+
+    assert OrderSettings().database_url == "postgresql+asyncpg://u@db:5432/orders"
+
+
+def test_the_broker_is_read_from_amqp_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMQP_URL", "amqp://app:pw@rabbit:5672/prod")
+
+    assert UserSettings().amqp_url == "amqp://app:pw@rabbit:5672/prod"
+    assert OrderSettings().amqp_url == "amqp://app:pw@rabbit:5672/prod"
+
+
+def test_the_signing_secret_is_read_from_jwt_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_SECRET", PRODUCTION_SECRET)
+
+    assert UserSettings().jwt_secret.get_secret_value() == PRODUCTION_SECRET
+    assert OrderSettings().jwt_secret.get_secret_value() == PRODUCTION_SECRET
+
+
+def test_the_default_credit_limit_is_read_from_user_default_credit_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("USER_DEFAULT_CREDIT_LIMIT", "2500")
+
+    assert UserSettings().default_credit_limit == 2_500
+
+
+def test_production_without_jwt_secret_refuses_to_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+
+    with pytest.raises(ValidationError, match="JWT_SECRET must be set"):
+        UserSettings()
+    with pytest.raises(ValidationError, match="JWT_SECRET must be set"):
+        OrderSettings()
+
+
+def test_production_with_the_development_secret_refuses_to_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("JWT_SECRET", DEVELOPMENT_JWT_SECRET)
+
+    with pytest.raises(ValidationError, match="JWT_SECRET must be set"):
+        UserSettings()
+
+
+def test_production_with_a_jwt_secret_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("JWT_SECRET", PRODUCTION_SECRET)
+
+    settings = OrderSettings()
+
+    assert settings.app_env == "production"
+    assert settings.jwt_secret.get_secret_value() == PRODUCTION_SECRET
+
+
+def test_a_jwt_secret_shorter_than_32_characters_refuses_to_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JWT_SECRET", "too-short")
+
+    with pytest.raises(ValidationError, match="at least 32"):
+        UserSettings()
+
+
+def test_a_rejected_jwt_secret_is_not_echoed_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_SECRET", "too-short")
+
+    with pytest.raises(ValidationError) as error:
+        UserSettings()
+
+    assert "too-short" not in str(error.value)
