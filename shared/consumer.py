@@ -28,7 +28,7 @@ from typing import Any, Generic, TypeVar
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from sqlalchemy import Table
-from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, stop_after_attempt, wait_random_exponential
 
 from broker.topology import Queue
 from shared import inbox
@@ -98,15 +98,17 @@ class EventConsumer(Generic[U]):
 
     async def stop(self) -> None:
         """Stop taking messages, let the in-flight ones finish (and ack), close the channel."""
-        channel, self._channel = self._channel, None
+        channel = self._channel
         if channel is None:
             return
         if self._consumer_tag is not None and not channel.is_closed:
             with contextlib.suppress(Exception):
                 queue = await channel.get_queue(self.queue.name, ensure=False)
                 await queue.cancel(self._consumer_tag)
+        # In-flight messages still need the channel: to dead-letter and to ack.
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
+        self._channel = None
         with contextlib.suppress(Exception):
             await channel.close()
 
@@ -128,7 +130,7 @@ class EventConsumer(Generic[U]):
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self._max_attempts),
-                wait=wait_exponential_jitter(initial=0.05, max=2.0),
+                wait=wait_random_exponential(multiplier=0.05, max=2.0),
                 reraise=True,
             ):
                 with attempt:

@@ -89,7 +89,6 @@ class OutboxRelay:
                     log.exception(
                         "outbox relay failed (attempt %d), retrying in %.1fs", failures, delay
                     )
-                    self._exchange = None
                     await asyncio.sleep(delay)
                     continue
                 with contextlib.suppress(TimeoutError):
@@ -170,6 +169,11 @@ class OutboxRelay:
 
     async def _get_exchange(self) -> AbstractExchange:
         if self._exchange is None or self._channel is None or self._channel.is_closed:
+            if self._channel is not None:
+                # Close the old channel explicitly: a robust connection would otherwise keep
+                # restoring it, one more channel per failure.
+                with contextlib.suppress(Exception):
+                    await self._channel.close()
             self._channel = await self._amqp.channel(publisher_confirms=True)
             self._exchange = await self._channel.get_exchange(self._exchange_name, ensure=False)
         return self._exchange

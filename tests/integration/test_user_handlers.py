@@ -1,0 +1,267 @@
+"""user_svc's handlers against a real PostgreSQL: registration and its side of the credit saga.
+
+Saga handlers are driven the way the consumer drives them: the event decoded from its CloudEvent
+body, a unit of work caused by that envelope, the handler inside `async with`, then commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
+from uuid import UUID, uuid4
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db import create_engine
+from shared.envelope import CloudEvent, decode, encode, wrap
+from shared.errors import Conflict
+from shared.events import DomainEvent, EventData, OrderCancelled, OrderCreated, OrderItem
+from user_svc.domain import ReservationState, User
+from user_svc.handlers import (
+    RegisterUser,
+    on_order_cancelled,
+    on_order_created,
+    register_user,
+)
+from user_svc.models import outbox
+from user_svc.passwords import Passwords
+from user_svc.uow import UserUnitOfWork, unit_of_work
+
+pytestmark = pytest.mark.integration
+
+CREDIT_LIMIT = 10_000
+
+SagaHandler = Callable[[Any, CloudEvent, UserUnitOfWork], Awaitable[None]]
+
+
+@pytest.fixture(scope="module")
+def passwords() -> Passwords:
+    return Passwords()
+
+
+@pytest.fixture
+async def engine(user_db: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(user_db)
+    yield engine
+    await engine.dispose()
+
+
+async def register(
+    engine: AsyncEngine, passwords: Passwords, email: str = "ada@example.com"
+) -> User:
+    command = RegisterUser(
+        email=email, name="Ada", password="correct horse", credit_limit=CREDIT_LIMIT
+    )
+    return await register_user(command, unit_of_work(engine), passwords)
+
+
+def order_created(user_id: UUID, order_id: UUID, total: int) -> OrderCreated:
+    return OrderCreated(
+        order_id=order_id,
+        user_id=user_id,
+        items=[OrderItem(sku="SKU-1", quantity=1, unit_price=total)],
+        total=total,
+    )
+
+
+def order_cancelled(
+    user_id: UUID,
+    order_id: UUID,
+    total: int,
+    previous_status: Literal["pending", "confirmed"] = "confirmed",
+) -> OrderCancelled:
+    return OrderCancelled(
+        order_id=order_id, user_id=user_id, total=total, previous_status=previous_status
+    )
+
+
+async def deliver(
+    engine: AsyncEngine, handler: SagaHandler, data: EventData, order_id: UUID
+) -> None:
+    """Handle an order_svc event as the consumer would (without the inbox: a new delivery)."""
+    body = encode(
+        wrap(
+            DomainEvent(data=data, subject=order_id, aggregate_version=1, correlation_id=order_id),
+            source="/order_svc",
+        )
+    )
+    envelope, decoded = decode(body)
+    async with unit_of_work(engine, cause=envelope) as uow:
+        await handler(decoded, envelope, uow)
+        await uow.commit()
+
+
+async def outbox_events(engine: AsyncEngine) -> list[CloudEvent]:
+    async with engine.connect() as connection:
+        bodies = (await connection.execute(select(outbox.c.body).order_by(outbox.c.seq))).scalars()
+        return [decode(body)[0] for body in bodies]
+
+
+async def saga_events(engine: AsyncEngine) -> list[CloudEvent]:
+    return [e for e in await outbox_events(engine) if e.type != "user.registered"]
+
+
+async def stored_user(engine: AsyncEngine, user_id: UUID) -> User:
+    async with unit_of_work(engine) as uow:
+        user = await uow.users.get(user_id)
+    assert user is not None
+    return user
+
+
+async def reservation_state(engine: AsyncEngine, order_id: UUID) -> ReservationState | None:
+    async with unit_of_work(engine) as uow:
+        reservation = await uow.reservations.get(order_id)
+    return reservation.state if reservation else None
+
+
+async def test_registering_a_taken_email_is_a_conflict_with_one_event(
+    engine: AsyncEngine, passwords: Passwords
+) -> None:
+    await register(engine, passwords, "ada@example.com")
+
+    with pytest.raises(Conflict):
+        await register(engine, passwords, "ada@example.com")
+
+    assert [e.type for e in await outbox_events(engine)] == ["user.registered"]
+
+
+async def test_an_order_within_credit_reserves_its_total(
+    engine: AsyncEngine, passwords: Passwords
+) -> None:
+    user = await register(engine, passwords)
+    order_id = uuid4()
+
+    await deliver(engine, on_order_created, order_created(user.id, order_id, 3_000), order_id)
+
+    stored = await stored_user(engine, user.id)
+    assert (stored.credit_reserved, stored.version) == (3_000, 2)
+    assert await reservation_state(engine, order_id) is ReservationState.RESERVED
+    [reserved] = await saga_events(engine)
+    assert reserved.type == "user.credit_reserved"
+    assert reserved.data == {"user_id": str(user.id), "order_id": str(order_id), "amount": 3_000}
+    assert reserved.aggregateversion == 2
+    assert reserved.correlationid == str(order_id)
+
+
+async def test_an_order_over_the_limit_is_rejected_for_insufficient_credit(
+    engine: AsyncEngine, passwords: Passwords
+) -> None:
+    user = await register(engine, passwords)
+    order_id = uuid4()
+
+    await deliver(
+        engine, on_order_created, order_created(user.id, order_id, CREDIT_LIMIT + 1), order_id
+    )
+
+    assert (await stored_user(engine, user.id)).credit_reserved == 0
+    [rejected] = await saga_events(engine)
+    assert rejected.type == "user.credit_rejected"
+    assert rejected.data["reason"] == "insufficient_credit"
+
+
+async def test_an_order_for_an_unknown_user_is_rejected_as_unknown_user(
+    engine: AsyncEngine,
+) -> None:
+    user_id, order_id = uuid4(), uuid4()
+
+    await deliver(engine, on_order_created, order_created(user_id, order_id, 500), order_id)
+
+    [rejected] = await outbox_events(engine)
+    assert rejected.type == "user.credit_rejected"
+    assert rejected.data == {
+        "user_id": str(user_id),
+        "order_id": str(order_id),
+        "amount": 500,
+        "reason": "unknown_user",
+    }
+    assert rejected.correlationid == str(order_id)
+    assert await reservation_state(engine, order_id) is ReservationState.REJECTED
+
+
+async def test_an_order_created_twice_is_decided_once(
+    engine: AsyncEngine, passwords: Passwords
+) -> None:
+    user = await register(engine, passwords)
+    order_id = uuid4()
+
+    await deliver(engine, on_order_created, order_created(user.id, order_id, 3_000), order_id)
+    await deliver(engine, on_order_created, order_created(user.id, order_id, 3_000), order_id)
+
+    assert (await stored_user(engine, user.id)).credit_reserved == 3_000
+    assert [e.type for e in await saga_events(engine)] == ["user.credit_reserved"]
+
+
+async def test_an_order_cancelled_before_it_was_created_never_reserves_credit(
+    engine: AsyncEngine, passwords: Passwords
+) -> None:
+    user = await register(engine, passwords)
+    order_id = uuid4()
+
+    cancelled = order_cancelled(user.id, order_id, 3_000, previous_status="pending")
+    await deliver(engine, on_order_cancelled, cancelled, order_id)
+    await deliver(engine, on_order_created, order_created(user.id, order_id, 3_000), order_id)
+
+    stored = await stored_user(engine, user.id)
+    assert (stored.credit_reserved, stored.version) == (0, 1)
+    assert await reservation_state(engine, order_id) is ReservationState.CANCELLED
+    assert await saga_events(engine) == []
+
+
+async def test_cancelling_a_reserved_order_releases_its_credit(
+    engine: AsyncEngine, passwords: Passwords
+) -> None:
+    user = await register(engine, passwords)
+    order_id = uuid4()
+    await deliver(engine, on_order_created, order_created(user.id, order_id, 3_000), order_id)
+
+    await deliver(engine, on_order_cancelled, order_cancelled(user.id, order_id, 3_000), order_id)
+
+    stored = await stored_user(engine, user.id)
+    assert (stored.credit_reserved, stored.version) == (0, 3)
+    assert await reservation_state(engine, order_id) is ReservationState.RELEASED
+    released = (await saga_events(engine))[-1]
+    assert released.type == "user.credit_released"
+    assert released.data == {"user_id": str(user.id), "order_id": str(order_id), "amount": 3_000}
+    assert released.aggregateversion == 3
+
+
+async def test_a_cancellation_processed_twice_releases_the_credit_once(
+    engine: AsyncEngine, passwords: Passwords
+) -> None:
+    user = await register(engine, passwords)
+    order_id = uuid4()
+    other_order_id = uuid4()
+    await deliver(engine, on_order_created, order_created(user.id, order_id, 3_000), order_id)
+    await deliver(
+        engine, on_order_created, order_created(user.id, other_order_id, 2_000), other_order_id
+    )
+
+    await deliver(engine, on_order_cancelled, order_cancelled(user.id, order_id, 3_000), order_id)
+    await deliver(engine, on_order_cancelled, order_cancelled(user.id, order_id, 3_000), order_id)
+
+    assert (await stored_user(engine, user.id)).credit_reserved == 2_000
+    assert [e.type for e in await saga_events(engine)] == [
+        "user.credit_reserved",
+        "user.credit_reserved",
+        "user.credit_released",
+    ]
+
+
+async def test_cancelling_a_rejected_order_releases_nothing(
+    engine: AsyncEngine, passwords: Passwords
+) -> None:
+    user = await register(engine, passwords)
+    order_id = uuid4()
+    await deliver(
+        engine, on_order_created, order_created(user.id, order_id, CREDIT_LIMIT + 1), order_id
+    )
+
+    await deliver(
+        engine, on_order_cancelled, order_cancelled(user.id, order_id, CREDIT_LIMIT + 1), order_id
+    )
+
+    assert (await stored_user(engine, user.id)).credit_reserved == 0
+    assert await reservation_state(engine, order_id) is ReservationState.REJECTED
+    assert [e.type for e in await saga_events(engine)] == ["user.credit_rejected"]
