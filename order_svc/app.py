@@ -12,7 +12,6 @@ from shared import service
 
 SPEC = service.ServiceSpec(
     name="order_svc",
-    title="order_svc",
     outbox=models.outbox,
     inbox=models.inbox,
     queue=ORDER_SVC_QUEUE,

@@ -44,17 +44,12 @@ UnitOfWorkFactory = Callable[[AsyncEngine, CloudEvent | None, str | None], UnitO
 @dataclass(frozen=True, kw_only=True)
 class ServiceSpec:
     name: str
-    title: str
     outbox: Table
     inbox: Table
     queue: Queue
     handlers: Mapping[str, Handler[Any]]
     unit_of_work: UnitOfWorkFactory
     routers: Sequence[APIRouter]
-
-    @property
-    def source(self) -> str:
-        return f"/{self.name}"
 
 
 class Runtime:
@@ -134,7 +129,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=spec.title, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(title=spec.name, version="1.0.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
     app.state.unit_of_work = spec.unit_of_work

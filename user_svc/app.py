@@ -13,7 +13,6 @@ from user_svc.uow import unit_of_work
 
 SPEC = service.ServiceSpec(
     name="user_svc",
-    title="user_svc",
     outbox=models.outbox,
     inbox=models.inbox,
     queue=USER_SVC_QUEUE,

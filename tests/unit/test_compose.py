@@ -1,0 +1,159 @@
+"""compose.yaml, checked offline: the services, their start order and the contract's environment.
+
+`docker compose up` is the one-command way to run the whole system; these tests keep it wired the
+way CONTRACT.md says without needing Docker (nothing here starts a container).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO_ROOT / "compose.yaml"
+
+BACKING_SERVICES = ("postgres", "rabbitmq")
+APP_SERVICES = ("user_svc", "order_svc")
+CONTRACT_ENV = {
+    "user_svc": ("USER_SVC_DATABASE_URL", "AMQP_URL", "JWT_SECRET", "USER_SVC_PORT"),
+    "order_svc": ("ORDER_SVC_DATABASE_URL", "AMQP_URL", "JWT_SECRET", "ORDER_SVC_PORT"),
+}
+
+
+def load_compose() -> Any:
+    return yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict[str, Any]]:
+    loaded: dict[str, dict[str, Any]] = load_compose()["services"]
+    return loaded
+
+
+def environment_of(service: dict[str, Any]) -> dict[str, str | None]:
+    """A service's environment, whether written as a mapping or as a list of KEY=VALUE."""
+    environment = service.get("environment") or {}
+    if isinstance(environment, dict):
+        return {key: None if value is None else str(value) for key, value in environment.items()}
+    pairs = (entry.partition("=") for entry in environment)
+    return {key: value if sep else None for key, sep, value in pairs}
+
+
+def dockerfile_of(service: dict[str, Any]) -> Path:
+    build = service["build"]
+    if isinstance(build, str):
+        context, dockerfile = build, "Dockerfile"
+    else:
+        context, dockerfile = build.get("context", "."), build.get("dockerfile", "Dockerfile")
+    return REPO_ROOT / str(context) / str(dockerfile)
+
+
+def final_cmd(dockerfile: Path) -> list[str]:
+    """The exec-form CMD that takes effect: the last one in the file."""
+    commands = [
+        line.strip()[len("CMD") :].strip()
+        for line in dockerfile.read_text(encoding="utf-8").splitlines()
+        if line.strip().upper().startswith("CMD ")
+    ]
+    assert commands, f"{dockerfile} has no CMD"
+    cmd: list[str] = json.loads(commands[-1])
+    return cmd
+
+
+def test_compose_file_parses_as_a_mapping_of_services() -> None:
+    compose = load_compose()
+
+    assert isinstance(compose, dict)
+    assert isinstance(compose.get("services"), dict)
+
+
+def test_compose_defines_postgres_rabbitmq_and_both_app_services(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert {*BACKING_SERVICES, *APP_SERVICES} <= services.keys()
+
+
+def test_every_service_has_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
+    without = [
+        name
+        for name, service in services.items()
+        if not service.get("healthcheck", {}).get("test")
+        or service["healthcheck"].get("disable", False)
+    ]
+
+    assert without == []
+
+
+def test_every_dependency_is_awaited_until_healthy(services: dict[str, dict[str, Any]]) -> None:
+    not_awaited = []
+    for name, service in services.items():
+        depends_on = service.get("depends_on", {})
+        # The short (list) form means "started", which is not "ready".
+        if isinstance(depends_on, list):
+            not_awaited += [f"{name} -> {dependency}" for dependency in depends_on]
+            continue
+        not_awaited += [
+            f"{name} -> {dependency}"
+            for dependency, options in depends_on.items()
+            if (options or {}).get("condition") != "service_healthy"
+        ]
+
+    assert not_awaited == []
+
+
+@pytest.mark.parametrize("app", APP_SERVICES)
+def test_app_service_depends_on_postgres_and_rabbitmq(
+    services: dict[str, dict[str, Any]], app: str
+) -> None:
+    assert set(BACKING_SERVICES) <= set(services[app].get("depends_on", {}))
+
+
+@pytest.mark.parametrize("app", APP_SERVICES)
+def test_app_service_sets_the_contract_environment(
+    services: dict[str, dict[str, Any]], app: str
+) -> None:
+    missing = [name for name in CONTRACT_ENV[app] if name not in environment_of(services[app])]
+
+    assert missing == []
+
+
+@pytest.mark.parametrize("app", APP_SERVICES)
+def test_app_service_reaches_backing_services_by_their_service_names(
+    services: dict[str, dict[str, Any]], app: str
+) -> None:
+    environment = environment_of(services[app])
+
+    assert urlsplit(environment[f"{app.upper()}_DATABASE_URL"]).hostname == "postgres"
+    assert urlsplit(environment["AMQP_URL"]).hostname == "rabbitmq"
+
+
+@pytest.mark.parametrize("app", APP_SERVICES)
+def test_app_service_healthcheck_probes_readyz(
+    services: dict[str, dict[str, Any]], app: str
+) -> None:
+    test = services[app]["healthcheck"]["test"]
+    command = test if isinstance(test, str) else " ".join(test)
+
+    assert "/readyz" in command
+
+
+def test_every_build_names_an_existing_dockerfile(services: dict[str, dict[str, Any]]) -> None:
+    built = {
+        name: dockerfile_of(service) for name, service in services.items() if "build" in service
+    }
+    missing = [f"{name}: {path}" for name, path in built.items() if not path.is_file()]
+
+    assert set(APP_SERVICES) <= built.keys()
+    assert missing == []
+
+
+@pytest.mark.parametrize("app", APP_SERVICES)
+def test_app_service_image_runs_its_own_module(
+    services: dict[str, dict[str, Any]], app: str
+) -> None:
+    assert final_cmd(dockerfile_of(services[app])) == ["python", "-m", app]
