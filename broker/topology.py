@@ -8,6 +8,12 @@ Queues are quorum queues (replicated, durable). A message the consumer process c
 through at all (it crashes the process each time) is dead-lettered by RabbitMQ itself after
 `DELIVERY_LIMIT` deliveries, at-least-once, to the same DLQ the consumer uses for invalid
 messages; at-least-once dead-lettering requires `x-overflow: reject-publish`.
+
+Retries wait in per-queue delay queues (`<queue>.retry.<delay>ms`): a quorum queue whose only
+job is to hold a message for its TTL and then dead-letter it back to the queue it came from
+(through the default exchange, so only that one consumer sees it again, not every subscriber of
+the event). The delays grow with the attempt number; one delay per queue keeps every delay
+queue FIFO in expiry order, so no message waits behind a longer-lived one.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel
 
 DELIVERY_LIMIT = 20
+RETRY_DELAYS_MS = (1_000, 5_000, 30_000, 120_000)
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class Exchange:
 class Queue:
     name: str
     bindings: tuple[str, ...]
+    retry_delays_ms: tuple[int, ...] = RETRY_DELAYS_MS
 
     @property
     def dead_letter_queue(self) -> str:
@@ -41,11 +49,34 @@ class Queue:
         return {
             "x-queue-type": "quorum",
             "x-delivery-limit": DELIVERY_LIMIT,
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": self.dead_letter_queue,
-            "x-dead-letter-strategy": "at-least-once",
-            "x-overflow": "reject-publish",
+            **_dead_letter_to(self.dead_letter_queue),
         }
+
+    def retry_queue(self, failed_attempt: int) -> str:
+        """Where a message waits after its `failed_attempt`-th attempt (1-based) failed."""
+        delay = self.retry_delays_ms[min(failed_attempt, len(self.retry_delays_ms)) - 1]
+        return f"{self.name}.retry.{delay}ms"
+
+    @property
+    def retry_queues(self) -> dict[str, dict[str, Any]]:
+        """Each delay queue's name and arguments: hold for the delay, then back to this queue."""
+        return {
+            f"{self.name}.retry.{delay}ms": {
+                "x-queue-type": "quorum",
+                "x-message-ttl": delay,
+                **_dead_letter_to(self.name),
+            }
+            for delay in self.retry_delays_ms
+        }
+
+
+def _dead_letter_to(queue: str) -> dict[str, Any]:
+    return {
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": queue,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
 
 
 @dataclass(frozen=True)
@@ -85,6 +116,8 @@ async def declare(channel: AbstractChannel, topology: Topology = TOPOLOGY) -> No
         await channel.declare_queue(
             queue.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
         )
+        for name, arguments in queue.retry_queues.items():
+            await channel.declare_queue(name, durable=True, arguments=arguments)
         declared = await channel.declare_queue(queue.name, durable=True, arguments=queue.arguments)
         for routing_key in queue.bindings:
             await declared.bind(exchange, routing_key)

@@ -10,8 +10,12 @@ For every message, in this order:
 3. Ack only after the commit. A crash before the ack redelivers the message; the inbox makes the
    redelivery a no-op. A crash before the commit rolls everything back; the redelivery applies it.
 
-A failing handler is retried with exponential backoff and jitter; after the attempt limit the
-message goes to the DLQ with the exception type, message and attempt count in headers.
+A failing handler (database down, deadlock, a bug) does not block the queue: the message is
+parked in the queue's delay queue for its attempt (`x-attempt` header counts attempts) and comes
+back after the delay, while the messages behind it go on. After `max_attempts` it goes to the DLQ
+with the exception type, message and attempt count in headers. The copy is published (and
+confirmed) before the original is acked: a crash in between duplicates, which the inbox absorbs,
+and never loses.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ from typing import Any, Generic, TypeVar
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from sqlalchemy import Table
-from tenacity import AsyncRetrying, stop_after_attempt, wait_random_exponential
 
 from broker.topology import Queue
 from shared import inbox
@@ -45,7 +48,10 @@ Handler = Callable[[Any, CloudEvent, U], Awaitable[None]]
 class Outcome(StrEnum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
-    DEAD_LETTERED = "dead_lettered"
+    FAILED = "failed"
+    """The handler raised: worth another attempt."""
+    INVALID = "invalid"
+    """The message can never be processed here: straight to the DLQ."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,9 @@ class Result:
     event_type: str = "unknown"
     reason: str | None = None
     exception_type: str | None = None
-    attempts: int = 0
+
+
+ATTEMPT_HEADER = "x-attempt"
 
 
 class EventConsumer(Generic[U]):
@@ -113,48 +121,29 @@ class EventConsumer(Generic[U]):
             await channel.close()
 
     async def handle(self, body: bytes) -> Result:
-        """Process one message body; never raises for a bad message or a failing handler."""
+        """One attempt at one message body; never raises for a bad message or a failing handler."""
         try:
             envelope, data = decode(body)
         except InvalidEvent as error:
-            return Result(Outcome.DEAD_LETTERED, reason=error.reason, exception_type="InvalidEvent")
+            return Result(Outcome.INVALID, reason=error.reason, exception_type="InvalidEvent")
         handler = self._handlers.get(envelope.type)
         if handler is None:
             return Result(
-                Outcome.DEAD_LETTERED,
+                Outcome.INVALID,
                 event_type=envelope.type,
                 reason=f"{self.name} has no handler for {envelope.type}",
                 exception_type="InvalidEvent",
             )
-        attempts = 0
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self._max_attempts),
-                wait=wait_random_exponential(multiplier=0.05, max=2.0),
-                reraise=True,
-            ):
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    if attempts > 1:
-                        log.warning(
-                            "retrying %s %s (attempt %d of %d)",
-                            envelope.type,
-                            envelope.id,
-                            attempts,
-                            self._max_attempts,
-                        )
-                    applied = await self._apply(handler, data, envelope)
+            applied = await self._apply(handler, data, envelope)
         except Exception as error:
-            log.exception("handler for %s %s failed %d times", envelope.type, envelope.id, attempts)
             return Result(
-                Outcome.DEAD_LETTERED,
+                Outcome.FAILED,
                 event_type=envelope.type,
-                reason=str(error)[:1000] or repr(error),
+                reason=f"{type(error).__name__}: {error}"[:1000],
                 exception_type=type(error).__name__,
-                attempts=attempts,
             )
-        outcome = Outcome.APPLIED if applied else Outcome.DUPLICATE
-        return Result(outcome, event_type=envelope.type, attempts=attempts)
+        return Result(Outcome.APPLIED if applied else Outcome.DUPLICATE, event_type=envelope.type)
 
     async def _apply(self, handler: Handler[U], data: Any, envelope: CloudEvent) -> bool:
         async with self._unit_of_work(envelope) as uow:
@@ -176,13 +165,13 @@ class EventConsumer(Generic[U]):
         if task is not None:
             self._in_flight.add(task)
         started = time.perf_counter()
+        attempt = _attempt(message)
         try:
             result = await self.handle(message.body)
-            if result.outcome is Outcome.DEAD_LETTERED:
-                await self._dead_letter(message, result)
+            settled = await self._settle(message, result, attempt)
             await message.ack()
         except Exception:
-            # Could not even dead-letter (broker or channel trouble): give the message back.
+            # Could not even park or dead-letter it (broker or channel trouble): give it back.
             # RabbitMQ's delivery limit dead-letters it if this repeats forever.
             log.exception("could not settle message %s, requeueing it", message.message_id)
             with contextlib.suppress(Exception):
@@ -191,31 +180,64 @@ class EventConsumer(Generic[U]):
         finally:
             if task is not None:
                 self._in_flight.discard(task)
-        self._metrics.messages_consumed.labels(result.event_type, result.outcome).inc()
+        self._metrics.messages_consumed.labels(result.event_type, settled).inc()
         self._metrics.handler_duration.labels(result.event_type).observe(
             time.perf_counter() - started
         )
 
-    async def _dead_letter(self, message: AbstractIncomingMessage, result: Result) -> None:
+    async def _settle(self, message: AbstractIncomingMessage, result: Result, attempt: int) -> str:
+        """Park a failed message for a retry or dead-letter it; return the outcome to count."""
+        if result.outcome is Outcome.FAILED and attempt < self._max_attempts:
+            retry_queue = self.queue.retry_queue(attempt)
+            log.warning(
+                "%s %s failed (attempt %d of %d), retrying via %s: %s",
+                result.event_type,
+                message.message_id,
+                attempt,
+                self._max_attempts,
+                retry_queue,
+                result.reason,
+            )
+            await self._forward(
+                message,
+                retry_queue,
+                {ATTEMPT_HEADER: attempt + 1, "x-last-error": result.reason},
+            )
+            return "retried"
+        if result.outcome in (Outcome.FAILED, Outcome.INVALID):
+            log.error(
+                "dead-lettering %s %s from %s after %d attempt(s): %s",
+                result.event_type,
+                message.message_id,
+                self.queue.name,
+                attempt,
+                result.reason,
+            )
+            await self._forward(
+                message,
+                self.queue.dead_letter_queue,
+                {
+                    "x-dead-letter-reason": result.reason,
+                    "x-exception-type": result.exception_type,
+                    "x-attempts": attempt,
+                    "x-original-exchange": message.exchange,
+                    "x-original-routing-key": message.routing_key,
+                    "x-original-queue": self.queue.name,
+                },
+            )
+            return "dead_lettered"
+        return result.outcome.value
+
+    async def _forward(
+        self, message: AbstractIncomingMessage, queue: str, extra_headers: dict[str, Any]
+    ) -> None:
+        """Publish a copy of `message` straight to `queue` and wait for the broker's confirm."""
         if self._channel is None:
             raise RuntimeError("consumer is stopped")
-        log.error(
-            "dead-lettering message %s from %s: %s",
-            message.message_id,
-            self.queue.name,
-            result.reason,
-        )
-        headers: dict[str, Any] = dict(message.headers or {})
-        headers.update(
-            {
-                "x-dead-letter-reason": result.reason,
-                "x-exception-type": result.exception_type,
-                "x-attempts": result.attempts,
-                "x-original-exchange": message.exchange,
-                "x-original-routing-key": message.routing_key,
-                "x-original-queue": self.queue.name,
-            }
-        )
+        headers: dict[str, Any] = {
+            k: v for k, v in (message.headers or {}).items() if k not in _BROKER_HEADERS
+        }
+        headers.update(extra_headers)
         await self._channel.default_exchange.publish(
             aio_pika.Message(
                 body=message.body,
@@ -225,5 +247,25 @@ class EventConsumer(Generic[U]):
                 content_type=message.content_type,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             ),
-            routing_key=self.queue.dead_letter_queue,
+            routing_key=queue,
         )
+
+
+# Headers RabbitMQ adds when it dead-letters (here: a delay queue expiring back to its queue);
+# they only grow with every retry and say nothing our own headers do not.
+_BROKER_HEADERS = frozenset(
+    {
+        "x-death",
+        "x-first-death-exchange",
+        "x-first-death-queue",
+        "x-first-death-reason",
+        "x-last-death-exchange",
+        "x-last-death-queue",
+        "x-last-death-reason",
+    }
+)
+
+
+def _attempt(message: AbstractIncomingMessage) -> int:
+    value = (message.headers or {}).get(ATTEMPT_HEADER, 1)
+    return value if isinstance(value, int) and value >= 1 else 1

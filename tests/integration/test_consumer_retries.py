@@ -1,0 +1,148 @@
+"""Retries with backoff through delay queues, and dead-lettering once attempts run out.
+
+Each test runs a consumer on a queue of its own, in a fresh vhost, with short delays, and a
+handler that fails on purpose a given number of times (after writing its effect, which the
+failed attempt's rollback must undo).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from broker.topology import EVENTS, Queue, Topology, declare
+from order_svc import handlers as order_handlers
+from order_svc.domain import Customer
+from order_svc.uow import OrderUnitOfWork
+from shared.consumer import EventConsumer
+from shared.db import create_engine
+from shared.envelope import CloudEvent
+from shared.events import UserRegistered
+from tests.e2e.harness import dead_letters, eventually, publish
+from tests.integration.test_consumer import consumer_of, customer, inbox_rows, registered
+
+pytestmark = pytest.mark.integration
+
+
+class FailingFirst:
+    """The real replica handler, made to fail (after writing) on its first `failures` calls."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    async def __call__(
+        self, event: UserRegistered, envelope: CloudEvent, uow: OrderUnitOfWork
+    ) -> None:
+        self.calls += 1
+        await order_handlers.on_user_registered(event, envelope, uow)
+        if self.calls <= self.failures:
+            raise ConnectionError(f"simulated outage on call {self.calls}")
+
+
+@pytest.fixture
+async def engine(order_db: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(order_db, pool_size=4)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def queue() -> Queue:
+    return Queue(
+        f"test.{uuid.uuid4().hex[:8]}", bindings=("user.registered",), retry_delays_ms=(200, 400)
+    )
+
+
+@pytest.fixture
+async def broker(amqp_url: str, queue: Queue) -> AsyncIterator[AbstractRobustConnection]:
+    connection = await aio_pika.connect_robust(amqp_url)
+    async with connection:
+        await declare(await connection.channel(), Topology(exchange=EVENTS, queues=(queue,)))
+        yield connection
+
+
+async def run_until(
+    consumer: EventConsumer[OrderUnitOfWork],
+    broker: AbstractRobustConnection,
+    condition: Callable[[], Awaitable[object]],
+    what: str,
+) -> None:
+    await consumer.start(broker)
+    try:
+        await eventually(condition, timeout=20, what=what)
+    finally:
+        await consumer.stop()
+
+
+async def test_a_handler_that_fails_twice_then_succeeds_is_applied_once(
+    engine: AsyncEngine, amqp_url: str, queue: Queue, broker: AbstractRobustConnection
+) -> None:
+    handler = FailingFirst(2)
+    consumer = consumer_of(engine, queue=queue, handlers={"user.registered": handler})
+    user_id = uuid.uuid4()
+    await publish(amqp_url, "user.registered", registered(user_id))
+
+    async def applied() -> Customer | None:
+        return await customer(engine, user_id)
+
+    await run_until(consumer, broker, applied, "the customer after two retries")
+
+    assert handler.calls == 3
+    assert await customer(engine, user_id) == Customer(
+        id=user_id, name="Ada", status="active", version=1
+    )
+    assert await inbox_rows(engine) == 1
+    assert await dead_letters(amqp_url, queue.dead_letter_queue) == []
+
+
+async def test_retries_do_not_hold_up_the_messages_behind(
+    engine: AsyncEngine, amqp_url: str, queue: Queue, broker: AbstractRobustConnection
+) -> None:
+    handler = FailingFirst(1)
+    consumer = consumer_of(engine, queue=queue, handlers={"user.registered": handler})
+    first, second = uuid.uuid4(), uuid.uuid4()
+    await publish(amqp_url, "user.registered", registered(first))
+    await publish(amqp_url, "user.registered", registered(second))
+    order: list[uuid.UUID] = []
+
+    async def both_applied() -> bool:
+        for user_id in (first, second):
+            if user_id not in order and await customer(engine, user_id) is not None:
+                order.append(user_id)
+        return len(order) == 2
+
+    await run_until(consumer, broker, both_applied, "both customers")
+
+    assert order == [second, first]
+
+
+async def test_a_message_that_keeps_failing_is_dead_lettered_with_the_attempts(
+    engine: AsyncEngine, amqp_url: str, queue: Queue, broker: AbstractRobustConnection
+) -> None:
+    handler = FailingFirst(failures=1_000)
+    consumer = consumer_of(
+        engine, queue=queue, handlers={"user.registered": handler}, max_attempts=3
+    )
+    user_id = uuid.uuid4()
+    event_id = str(uuid.uuid4())
+    await publish(amqp_url, "user.registered", registered(user_id), message_id=event_id)
+
+    async def dead_lettered() -> list[aio_pika.abc.AbstractIncomingMessage]:
+        return await dead_letters(amqp_url, queue.dead_letter_queue)
+
+    await run_until(consumer, broker, dead_lettered, "the dead letter")
+
+    [dead] = await dead_letters(amqp_url, queue.dead_letter_queue)
+    assert dead.message_id == event_id
+    assert dead.headers["x-attempts"] == 3
+    assert dead.headers["x-exception-type"] == "ConnectionError"
+    assert "simulated outage on call 3" in str(dead.headers["x-dead-letter-reason"])
+    assert handler.calls == 3
+    assert await customer(engine, user_id) is None
+    assert await inbox_rows(engine) == 0
