@@ -12,8 +12,6 @@ Guarantees and the failures they defend against:
 - Low latency without busy polling: the committing transaction sends `NOTIFY outbox` and the
   relay wakes on it. A notification can be missed (the listening connection was down), so the
   relay also polls on a timer: nothing is ever stranded.
-- Published rows are deleted after a retention period, in small batches, so the table (and the
-  claim query) stays proportional to the backlog rather than to the history.
 """
 
 from __future__ import annotations
@@ -21,14 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from datetime import timedelta
 from typing import Any
 
 import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import func
 
@@ -38,7 +34,6 @@ from shared.outbox import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 
-CLEANUP_BATCH = 5_000
 RETRY_DELAY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -54,7 +49,6 @@ class OutboxRelay:
         metrics: Metrics,
         batch_size: int,
         poll_seconds: float,
-        retention_seconds: float,
     ) -> None:
         self._engine = engine
         self._listen_dsn = listen_dsn
@@ -64,7 +58,6 @@ class OutboxRelay:
         self._metrics = metrics
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
-        self._retention_seconds = retention_seconds
         self._wake = asyncio.Event()
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
@@ -73,15 +66,11 @@ class OutboxRelay:
         """Publish until cancelled: on every notification, every poll tick, and after errors."""
         listener = asyncio.create_task(self._listen(), name="outbox-listener")
         failures = 0
-        next_cleanup = 0.0
         try:
             while True:
                 self._wake.clear()
                 try:
                     await self.publish_pending()
-                    if time.monotonic() >= next_cleanup:
-                        await self.remove_published()
-                        next_cleanup = time.monotonic() + min(60.0, self._retention_seconds + 1)
                     failures = 0
                 except Exception:
                     delay = RETRY_DELAY_SECONDS[min(failures, len(RETRY_DELAY_SECONDS) - 1)]
@@ -106,26 +95,6 @@ class OutboxRelay:
             total += published
             if published < self._batch_size:
                 return total
-
-    async def remove_published(self) -> int:
-        """Delete rows published longer ago than the retention, in batches without long locks."""
-        outbox = self._outbox
-        retention = timedelta(seconds=self._retention_seconds)
-        removed = 0
-        while True:
-            oldest = (
-                select(outbox.c.seq)
-                .where(outbox.c.published_at < func.now() - retention)
-                .limit(CLEANUP_BATCH)
-                .with_for_update(skip_locked=True)
-            )
-            async with self._engine.begin() as connection:
-                result = await connection.execute(
-                    delete(outbox).where(outbox.c.seq.in_(oldest.scalar_subquery()))
-                )
-            removed += result.rowcount
-            if result.rowcount < CLEANUP_BATCH:
-                return removed
 
     async def _publish_batch(self) -> int:
         exchange = await self._get_exchange()

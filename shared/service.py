@@ -28,6 +28,7 @@ from broker.topology import TOPOLOGY, Queue, declare
 from shared.consumer import EventConsumer, Handler
 from shared.db import asyncpg_dsn, create_engine, ensure_database, migrate
 from shared.envelope import CloudEvent
+from shared.housekeeping import Housekeeper
 from shared.http import install_metrics_middleware, install_problem_handlers, ops_router
 from shared.metrics import Metrics
 from shared.relay import OutboxRelay
@@ -62,7 +63,7 @@ class Runtime:
         self.metrics = Metrics()
         self.amqp: AbstractRobustConnection | None = None
         self._consumer: EventConsumer[Any] | None = None
-        self._relay: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         settings, spec = self.settings, self.spec
@@ -78,9 +79,17 @@ class Runtime:
                 metrics=self.metrics,
                 batch_size=settings.relay_batch_size,
                 poll_seconds=settings.relay_poll_seconds,
-                retention_seconds=settings.outbox_retention_seconds,
             )
-            self._relay = asyncio.create_task(relay.run(), name=f"{spec.name}-relay")
+            self._tasks.append(asyncio.create_task(relay.run(), name=f"{spec.name}-relay"))
+        housekeeper = Housekeeper(
+            engine=self.engine,
+            outbox=spec.outbox,
+            inbox=spec.inbox,
+            outbox_retention_seconds=settings.outbox_retention_seconds,
+            inbox_retention_seconds=settings.inbox_retention_seconds,
+            interval_seconds=settings.housekeeping_interval_seconds,
+        )
+        self._tasks.append(asyncio.create_task(housekeeper.run(), name=f"{spec.name}-housekeeping"))
         if settings.consumers_enabled:
             self._consumer = EventConsumer(
                 queue=spec.queue,
@@ -96,10 +105,10 @@ class Runtime:
     async def stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
-        if self._relay is not None:
-            self._relay.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._relay
+                await task
         if self.amqp is not None:
             await self.amqp.close()
         await self.engine.dispose()

@@ -50,6 +50,12 @@ class ServiceSettings(BaseSettings):
     outbox_retention_seconds: Annotated[
         float, Field(ge=0, validation_alias=env("OUTBOX_RETENTION_SECONDS"))
     ] = 86_400.0
+    inbox_retention_seconds: Annotated[
+        float, Field(ge=0, validation_alias=env("INBOX_RETENTION_SECONDS"))
+    ] = 7 * 86_400.0
+    housekeeping_interval_seconds: Annotated[
+        float, Field(gt=0, validation_alias=env("HOUSEKEEPING_INTERVAL_SECONDS"))
+    ] = 60.0
 
     consumers_enabled: Annotated[bool, Field(validation_alias=env("CONSUMERS_ENABLED"))] = True
     consumer_prefetch: Annotated[int, Field(gt=0, validation_alias=env("CONSUMER_PREFETCH"))] = 32

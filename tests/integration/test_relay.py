@@ -11,7 +11,6 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import timedelta
 
 import aio_pika
 import pytest
@@ -21,7 +20,7 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broker.topology import TOPOLOGY, declare
@@ -92,9 +91,7 @@ async def observer(channel: AbstractChannel) -> Observer:
 
 @pytest.fixture
 def relay_for(engine: AsyncEngine, amqp: AbstractRobustConnection, user_db: str) -> RelayFactory:
-    def build(
-        *, batch_size: int = 100, poll_seconds: float = 60.0, retention_seconds: float = 3600.0
-    ) -> OutboxRelay:
+    def build(*, batch_size: int = 100, poll_seconds: float = 60.0) -> OutboxRelay:
         return OutboxRelay(
             engine=engine,
             listen_dsn=asyncpg_dsn(user_db),
@@ -104,7 +101,6 @@ def relay_for(engine: AsyncEngine, amqp: AbstractRobustConnection, user_db: str)
             metrics=Metrics(),
             batch_size=batch_size,
             poll_seconds=poll_seconds,
-            retention_seconds=retention_seconds,
         )
 
     return build
@@ -295,23 +291,3 @@ async def test_a_running_relay_wakes_on_notify_long_before_its_next_poll(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-
-
-async def test_published_rows_older_than_the_retention_are_removed(
-    engine: AsyncEngine, relay_for: RelayFactory
-) -> None:
-    relay = relay_for(retention_seconds=3600)
-    [old] = await register(engine)
-    [recent] = await register(engine)
-    await relay.publish_pending()
-    [unpublished] = await register(engine)
-    async with engine.begin() as connection:
-        await connection.execute(
-            update(models.outbox)
-            .where(models.outbox.c.id == old.id)
-            .values(published_at=func.now() - timedelta(hours=2))
-        )
-
-    assert await relay.remove_published() == 1
-
-    assert await outbox_ids(engine) == {str(recent.id), str(unpublished.id)}
