@@ -168,7 +168,8 @@ async def _database_ok(engine: AsyncEngine) -> bool:
 
 
 def _broker_ok(connection: AbstractConnection | None) -> bool:
-    return connection is not None and not connection.is_closed
+    # A robust connection is never "closed" while it reconnects; `connected` says if it is up.
+    return connection is not None and not connection.is_closed and connection.connected.is_set()
 
 
 def install_metrics_middleware(app: FastAPI, metrics: Metrics) -> None:

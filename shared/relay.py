@@ -59,42 +59,53 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
 
     async def run(self) -> None:
-        """Publish until cancelled: on every notification, every poll tick, and after errors."""
+        """Publish on every notification, every poll tick, and after errors, until stopped."""
         listener = asyncio.create_task(self._listen(), name="outbox-listener")
         failures = 0
         try:
-            while True:
+            while not self._stopping.is_set():
                 self._wake.clear()
                 try:
                     await self.publish_pending()
                     failures = 0
-                except Exception:
+                except Exception as error:
                     delay = RETRY_DELAY_SECONDS[min(failures, len(RETRY_DELAY_SECONDS) - 1)]
                     failures += 1
-                    log.exception(
-                        "outbox relay failed (attempt %d), retrying in %.1fs", failures, delay
+                    # The traceback once per outage; then one line per retry.
+                    log.warning(
+                        "outbox relay failed (attempt %d), retrying in %.1fs: %r",
+                        failures,
+                        delay,
+                        error,
+                        exc_info=failures == 1,
                     )
-                    await asyncio.sleep(delay)
+                    await _wait(self._stopping, delay)
                     continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+                await _wait(self._wake, self._poll_seconds)
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
 
+    def stop(self) -> None:
+        """Ask `run` to return once the batch in flight is published and marked."""
+        self._stopping.set()
+        self._wake.set()
+
     async def publish_pending(self) -> int:
         """Drain the outbox batch by batch; return how many events were confirmed."""
         total = 0
-        while True:
+        while not self._stopping.is_set():
             published = await self._publish_batch()
             total += published
             if published < self._batch_size:
-                return total
+                break
+        return total
 
     async def _publish_batch(self) -> int:
         exchange = await self._get_exchange()
@@ -174,6 +185,11 @@ class OutboxRelay:
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
 
 
 def _message(event_id: Any, event_type: str, body: bytes) -> aio_pika.Message:

@@ -12,8 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any, TypeVar
 
 import aio_pika
@@ -39,6 +43,10 @@ log = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=ServiceSettings)
 
+RECONNECT_SECONDS = 1.0
+RELAY_STOP_SECONDS = 10.0
+SHUTDOWN_DEADLINE_SECONDS = 30.0
+
 UnitOfWorkFactory = Callable[[AsyncEngine, CloudEvent | None, str | None], UnitOfWork]
 
 
@@ -63,6 +71,8 @@ class Runtime:
         self.metrics = Metrics()
         self.amqp: AbstractRobustConnection | None = None
         self._consumer: EventConsumer[Any] | None = None
+        self._relay: OutboxRelay | None = None
+        self._relay_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -80,7 +90,8 @@ class Runtime:
                 batch_size=settings.relay_batch_size,
                 poll_seconds=settings.relay_poll_seconds,
             )
-            self._tasks.append(asyncio.create_task(relay.run(), name=f"{spec.name}-relay"))
+            self._relay = relay
+            self._relay_task = asyncio.create_task(relay.run(), name=f"{spec.name}-relay")
         housekeeper = Housekeeper(
             engine=self.engine,
             outbox=spec.outbox,
@@ -105,6 +116,16 @@ class Runtime:
     async def stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()
+        if self._relay is not None and self._relay_task is not None:
+            self._relay.stop()
+            try:
+                await asyncio.wait_for(self._relay_task, RELAY_STOP_SECONDS)
+            except TimeoutError:
+                log.warning(
+                    "relay did not finish its batch in %ss; its rows stay unpublished "
+                    "and will be published again",
+                    RELAY_STOP_SECONDS,
+                )
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -122,7 +143,7 @@ async def _connect(url: str) -> AbstractRobustConnection:
         reraise=True,
     ):
         with attempt:
-            return await aio_pika.connect_robust(url)
+            return await aio_pika.connect_robust(url, reconnect_interval=RECONNECT_SECONDS)
     raise AssertionError("unreachable")
 
 
@@ -158,16 +179,38 @@ async def prepare_database(spec_package: str, database_url: str) -> None:
     await migrate(spec_package, database_url)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, plus two ways out of a shutdown that hangs: a second SIGTERM or SIGINT
+    exits at once, and so does the deadline after the first. A hard exit loses nothing: messages
+    are acked only after their commit (the broker redelivers the rest) and outbox rows stay
+    unpublished until a relay confirms them."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit:
+            log.warning("second %s during shutdown: exiting now", signal.Signals(sig).name)
+            os._exit(1)
+        super().handle_exit(sig, frame)
+        deadline = threading.Timer(SHUTDOWN_DEADLINE_SECONDS, _exit_after_deadline)
+        deadline.daemon = True
+        deadline.start()
+
+
+def _exit_after_deadline() -> None:
+    log.error("shutdown took longer than %ss: exiting now", SHUTDOWN_DEADLINE_SECONDS)
+    os._exit(1)
+
+
 def serve(settings: S, *, package: str, app: Callable[[S], FastAPI]) -> None:
     """Create and migrate the database, then run the service until SIGINT/SIGTERM."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     asyncio.run(prepare_database(package, settings.database_url))
-    uvicorn.run(
+    config = uvicorn.Config(
         app(settings),
         host=settings.host,
         port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=10,
     )
+    _Server(config).run()
