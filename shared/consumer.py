@@ -30,7 +30,12 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
 from sqlalchemy import Table
 
 from broker.topology import Queue
@@ -90,6 +95,7 @@ class EventConsumer(Generic[U]):
         self._prefetch = prefetch
         self._max_attempts = max_attempts
         self._channel: AbstractChannel | None = None
+        self._amqp_queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
 
@@ -101,18 +107,21 @@ class EventConsumer(Generic[U]):
     async def start(self, amqp: AbstractConnection) -> None:
         self._channel = await amqp.channel(publisher_confirms=True)
         await self._channel.set_qos(prefetch_count=self._prefetch)
-        queue = await self._channel.get_queue(self.queue.name, ensure=False)
-        self._consumer_tag = await queue.consume(self._on_message)
+        # Declared (idempotently), not just looked up: a robust channel restores the consumers
+        # of the queues it declared after a reconnect, and only those.
+        self._amqp_queue = await self._channel.declare_queue(
+            self.queue.name, durable=True, arguments=self.queue.arguments
+        )
+        self._consumer_tag = await self._amqp_queue.consume(self._on_message)
 
     async def stop(self) -> None:
         """Stop taking messages, let the in-flight ones finish (and ack), close the channel."""
         channel = self._channel
         if channel is None:
             return
-        if self._consumer_tag is not None and not channel.is_closed:
+        if self._amqp_queue is not None and self._consumer_tag is not None:
             with contextlib.suppress(Exception):
-                queue = await channel.get_queue(self.queue.name, ensure=False)
-                await queue.cancel(self._consumer_tag)
+                await self._amqp_queue.cancel(self._consumer_tag)
         # In-flight messages still need the channel: to dead-letter and to ack.
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)

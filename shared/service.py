@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 S = TypeVar("S", bound=ServiceSettings)
 
 RECONNECT_SECONDS = 1.0
+# A broker that accepts TCP while still booting can leave a handshake hanging: give up and retry.
+CONNECT_TIMEOUT_SECONDS = 10.0
 RELAY_STOP_SECONDS = 10.0
 SHUTDOWN_DEADLINE_SECONDS = 30.0
 
@@ -143,7 +145,9 @@ async def _connect(url: str) -> AbstractRobustConnection:
         reraise=True,
     ):
         with attempt:
-            return await aio_pika.connect_robust(url, reconnect_interval=RECONNECT_SECONDS)
+            return await aio_pika.connect_robust(
+                url, reconnect_interval=RECONNECT_SECONDS, timeout=CONNECT_TIMEOUT_SECONDS
+            )
     raise AssertionError("unreachable")
 
 

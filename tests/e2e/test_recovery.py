@@ -1,0 +1,117 @@
+"""Self-healing and graceful shutdown: the servers restart under running services, the services
+carry on without a manual restart; a SIGTERM stops a service cleanly and loses nothing."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.harness import ServiceProcess, Stack, eventually, register
+
+pytestmark = pytest.mark.e2e
+
+
+def postgres_cluster() -> tuple[str, str]:
+    (version,) = [p.name for p in Path("/etc/postgresql").iterdir()]
+    return version, "main"
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+
+async def readiness(service: ServiceProcess) -> int:
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            return (await client.get(f"{service.url}/readyz")).status_code
+    except httpx.TransportError:
+        return 0
+
+
+async def becomes(service: ServiceProcess, status: int) -> None:
+    async def reached() -> bool:
+        return await readiness(service) == status
+
+    await eventually(reached, timeout=60, what=f"{service.module} /readyz {status}")
+
+
+async def test_services_carry_on_by_themselves_after_rabbitmq_restarts(own_stack: Stack) -> None:
+    await own_stack.start()
+    customer = await register(own_stack)
+    rabbitmqctl("stop_app")
+    try:
+        await becomes(own_stack.user_svc, 503)
+        await becomes(own_stack.order_svc, 503)
+        # The API still takes orders while the broker is down: they wait in the outbox.
+        order = await customer.place_order(700)
+    finally:
+        rabbitmqctl("start_app")
+
+    await becomes(own_stack.user_svc, 200)
+    await becomes(own_stack.order_svc, 200)
+    await customer.order_reaches(order["id"], "confirmed")
+    assert (await customer.me())["credit_reserved"] == 700
+    await customer.close()
+
+
+async def test_services_carry_on_by_themselves_after_postgresql_restarts(
+    own_stack: Stack,
+) -> None:
+    await own_stack.start()
+    customer = await register(own_stack)
+    before = [await customer.place_order(100) for _ in range(5)]
+    version, cluster = postgres_cluster()
+
+    subprocess.run(
+        [
+            "pg_ctlcluster",
+            "--skip-systemctl-redirect",
+            version,
+            cluster,
+            "restart",
+            "-m",
+            "immediate",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+    await becomes(own_stack.user_svc, 200)
+    await becomes(own_stack.order_svc, 200)
+
+    async def placed_after() -> dict[str, object] | None:
+        try:
+            return await customer.place_order(100)
+        except (AssertionError, httpx.TransportError):
+            return None  # the pool may still hand out a connection the restart killed
+
+    after = await eventually(placed_after, what="an order accepted after the restart")
+    for order in [*before, after]:
+        await customer.order_reaches(str(order["id"]), "confirmed")
+    assert (await customer.me())["credit_reserved"] == 600
+    await customer.close()
+
+
+async def test_sigterm_stops_a_service_cleanly_and_loses_nothing(own_stack: Stack) -> None:
+    await own_stack.start()
+    customer = await register(own_stack)
+    orders = [await customer.place_order(100) for _ in range(20)]
+
+    own_stack.user_svc.stop()
+
+    assert own_stack.user_svc.process is not None
+    # uvicorn re-raises the signal once its shutdown is complete, as the convention wants.
+    assert own_stack.user_svc.process.returncode == -signal.SIGTERM
+    assert "Application shutdown complete" in own_stack.user_svc.log_path.read_text()
+    own_stack.user_svc.start()
+    await own_stack.user_svc.wait_ready()
+    for order in orders:
+        final = await customer.order_reaches(order["id"], "confirmed")
+        assert final["version"] == 2
+    assert (await customer.me())["credit_reserved"] == 2_000
+    await customer.close()
