@@ -15,9 +15,23 @@ from tests.e2e.harness import ServiceProcess, Stack, eventually, register
 pytestmark = pytest.mark.e2e
 
 
-def postgres_cluster() -> tuple[str, str]:
+def restart_postgresql_immediately() -> None:
+    """Immediate mode: no checkpoint, every connection cut, as after a crash."""
     (version,) = [p.name for p in Path("/etc/postgresql").iterdir()]
-    return version, "main"
+    subprocess.run(
+        [
+            "pg_ctlcluster",
+            "--skip-systemctl-redirect",
+            version,
+            "main",
+            "restart",
+            "-m",
+            "immediate",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def rabbitmqctl(*args: str) -> None:
@@ -64,22 +78,7 @@ async def test_services_carry_on_by_themselves_after_postgresql_restarts(
     await own_stack.start()
     customer = await register(own_stack)
     before = [await customer.place_order(100) for _ in range(5)]
-    version, cluster = postgres_cluster()
-
-    subprocess.run(
-        [
-            "pg_ctlcluster",
-            "--skip-systemctl-redirect",
-            version,
-            cluster,
-            "restart",
-            "-m",
-            "immediate",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    restart_postgresql_immediately()
 
     await becomes(own_stack.user_svc, 200)
     await becomes(own_stack.order_svc, 200)
