@@ -3,6 +3,7 @@
 #   make services   make sure PostgreSQL and RabbitMQ are reachable (starts or installs them)
 #   make run        both services on 127.0.0.1:8001 / :8002 until Ctrl-C
 #   make test       lint, format check, mypy, then pytest (PYTEST_ARGS="-k saga -x" to narrow)
+#   make chaos      fault-injection suite at full size (CHAOS_ORDERS, CHAOS_FAULTS, CHAOS_SEED)
 #   make fmt        format and autofix;  make clean  remove the venv and caches
 
 PYTHON ?= python3
@@ -13,7 +14,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services run test lint fmt typecheck clean
+.PHONY: help venv services run test chaos lint fmt typecheck clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -43,6 +44,13 @@ test: venv services
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The short form of the same suite runs in `make test`; this is the full size. It restarts the
+# local PostgreSQL and RabbitMQ (and leaves them running).
+CHAOS_ORDERS ?= 2000
+CHAOS_FAULTS ?= 12
+chaos: venv services
+	CHAOS_ORDERS=$(CHAOS_ORDERS) CHAOS_FAULTS=$(CHAOS_FAULTS) $(BIN)/pytest -m chaos -s $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -1,16 +1,35 @@
-"""`python -m broker declare`: declare the exchange, queues, bindings and DLQs (idempotent)."""
+"""`python -m broker`: declare the topology, and inspect, replay or purge the dead-letter queues.
+
+    python -m broker declare                       exchange, queues, bindings and DLQs (idempotent)
+    python -m broker dlq list                      every DLQ and how many messages wait there
+    python -m broker dlq show QUEUE [--limit N]    look at dead letters without removing them
+    python -m broker dlq replay QUEUE [--id EVENT_ID] [--limit N]
+                                                   move them back to the queue they came from
+    python -m broker dlq purge QUEUE --yes         delete them
+
+QUEUE is a service queue (`order_svc.events`) or its DLQ (`order_svc.events.dlq`). The broker is
+AMQP_URL. Exit status: 0 done, 1 the broker refused or something was not found, 2 usage error
+(unknown queue, purge without --yes).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+import sys
+from collections.abc import Sequence
 
 import aio_pika
+import aiormq
+from aio_pika.abc import AbstractConnection
 
-from broker.topology import TOPOLOGY, declare
+from broker import dlq
+from broker.topology import TOPOLOGY, Queue, declare
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+EXIT_FAILED = 1
+EXIT_USAGE = 2
 
 
 async def _declare(url: str) -> None:
@@ -22,12 +41,142 @@ async def _declare(url: str) -> None:
         print(f"  dead letters -> {queue.dead_letter_queue}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m broker", description=__doc__)
+async def _dlq(url: str, queue: Queue | None, args: argparse.Namespace) -> int:
+    """Run `dlq list` (no queue) or `dlq show|replay|purge` on `queue`; return the exit status."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        if queue is None:
+            return await _list(connection)
+        if args.action == "show":
+            return await _show(connection, queue, limit=args.limit)
+        if args.action == "replay":
+            return await _replay(connection, queue, event_id=args.id, limit=args.limit)
+        purged = await dlq.purge(connection, queue)
+        print(f"purged {purged} message(s) from {queue.dead_letter_queue}")
+        return 0
+
+
+async def _list(connection: AbstractConnection) -> int:
+    queues = await dlq.list_dead_letters(connection)
+    rows = [
+        (q.queue, q.name, "not declared" if q.messages is None else str(q.messages)) for q in queues
+    ]
+    print(_table(("queue", "dead-letter queue", "messages"), rows))
+    return 0
+
+
+async def _show(connection: AbstractConnection, queue: Queue, *, limit: int) -> int:
+    letters = await dlq.show(connection, queue, limit=limit)
+    if not letters:
+        print(f"{queue.dead_letter_queue} is empty")
+        return 0
+    rows = [
+        (
+            _cell(letter.message_id),
+            _cell(letter.type),
+            letter.original_queue,
+            _cell(letter.reason),
+            _cell(letter.exception_type),
+            _cell(letter.attempts),
+            letter.body_preview,
+        )
+        for letter in letters
+    ]
+    print(_table(("message id", "type", "from", "reason", "exception", "attempts", "body"), rows))
+    return 0
+
+
+async def _replay(
+    connection: AbstractConnection, queue: Queue, *, event_id: str | None, limit: int | None
+) -> int:
+    try:
+        replayed = await dlq.replay(connection, queue, event_id=event_id, limit=limit)
+    except dlq.ReplayFailed as failure:
+        _print_replayed(failure.replayed, queue)
+        print(f"error: {failure}", file=sys.stderr)
+        return EXIT_FAILED
+    _print_replayed(replayed, queue)
+    if event_id is not None and not replayed:
+        print(f"error: no message {event_id} in {queue.dead_letter_queue}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def _print_replayed(replayed: Sequence[dlq.DeadLetter], queue: Queue) -> None:
+    for letter in replayed:
+        print(
+            f"replayed {_cell(letter.message_id)} ({_cell(letter.type)}) -> {letter.original_queue}"
+        )
+    print(f"replayed {len(replayed)} message(s) from {queue.dead_letter_queue}")
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in (header, *rows)
+    )
+
+
+def _positive(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m broker",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("declare", help="declare the topology on AMQP_URL")
-    parser.parse_args()
-    asyncio.run(_declare(os.environ.get("AMQP_URL", DEFAULT_AMQP_URL)))
+    dead_letters = commands.add_parser("dlq", help="inspect, replay or purge dead-letter queues")
+    actions = dead_letters.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="every DLQ and its message count")
+    show = actions.add_parser("show", help="dead letters of QUEUE, left in place")
+    show.add_argument("queue", metavar="QUEUE")
+    show.add_argument(
+        "--limit", type=_positive, default=10, metavar="N", help="at most N (default 10)"
+    )
+    replay = actions.add_parser("replay", help="move dead letters back to their original queue")
+    replay.add_argument("queue", metavar="QUEUE")
+    replay.add_argument("--id", metavar="EVENT_ID", help="only the message with this event id")
+    replay.add_argument("--limit", type=_positive, metavar="N", help="at most N (default: all)")
+    purge = actions.add_parser("purge", help="delete every message of QUEUE's DLQ")
+    purge.add_argument("queue", metavar="QUEUE")
+    purge.add_argument("--yes", action="store_true", help="yes, delete them")
+    return parser
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    url = os.environ.get("AMQP_URL", DEFAULT_AMQP_URL)
+    if args.command == "declare":
+        asyncio.run(_declare(url))
+        return
+    try:
+        queue = None if args.action == "list" else dlq.find_queue(args.queue)
+    except dlq.UnknownQueue as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    if args.action == "purge" and not args.yes:
+        print("error: purge deletes every dead letter for good; add --yes", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    try:
+        sys.exit(asyncio.run(_dlq(url, queue, args)))
+    except dlq.DeadLetterQueueMissing as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
+    except aiormq.exceptions.AMQPConnectionError as error:
+        print(f"error: cannot reach the broker (AMQP_URL): {error}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
 
 
 if __name__ == "__main__":
