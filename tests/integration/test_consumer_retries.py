@@ -15,6 +15,7 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from broker import dlq
 from broker.topology import EVENTS, Queue, Topology, declare
 from order_svc import handlers as order_handlers
 from order_svc.domain import Customer
@@ -102,24 +103,42 @@ async def test_a_handler_that_fails_twice_then_succeeds_is_applied_once(
 
 
 async def test_retries_do_not_hold_up_the_messages_behind(
-    engine: AsyncEngine, amqp_url: str, queue: Queue, broker: AbstractRobustConnection
+    engine: AsyncEngine, amqp_url: str, broker: AbstractRobustConnection
 ) -> None:
-    handler = FailingFirst(1)
-    consumer = consumer_of(engine, queue=queue, handlers={"user.registered": handler})
+    """The first message fails once and waits two seconds; the second is applied meanwhile."""
+    queue = Queue(
+        f"test.{uuid.uuid4().hex[:8]}", bindings=("user.registered",), retry_delays_ms=(2_000,)
+    )
+    await declare(await broker.channel(), Topology(exchange=EVENTS, queues=(queue,)))
     first, second = uuid.uuid4(), uuid.uuid4()
+    failed: list[uuid.UUID] = []
+
+    async def fails_once_for_first(
+        event: UserRegistered, envelope: CloudEvent, uow: OrderUnitOfWork
+    ) -> None:
+        if event.user_id == first and not failed:
+            failed.append(first)
+            raise ConnectionError("simulated outage")
+        await order_handlers.on_user_registered(event, envelope, uow)
+
+    consumer = consumer_of(engine, queue=queue, handlers={"user.registered": fails_once_for_first})
     await publish(amqp_url, "user.registered", registered(first))
     await publish(amqp_url, "user.registered", registered(second))
-    order: list[uuid.UUID] = []
 
-    async def both_applied() -> bool:
-        for user_id in (first, second):
-            if user_id not in order and await customer(engine, user_id) is not None:
-                order.append(user_id)
-        return len(order) == 2
+    async def second_applied() -> Customer | None:
+        return await customer(engine, second)
 
-    await run_until(consumer, broker, both_applied, "both customers")
+    async def first_applied() -> Customer | None:
+        return await customer(engine, first)
 
-    assert order == [second, first]
+    await consumer.start(broker)
+    try:
+        await eventually(second_applied, timeout=10, what="the second message")
+        assert await customer(engine, first) is None
+        await eventually(first_applied, timeout=10, what="the first message, after its delay")
+    finally:
+        await consumer.stop()
+    assert failed == [first]
 
 
 async def test_a_message_that_keeps_failing_is_dead_lettered_with_the_attempts(
@@ -146,3 +165,31 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_with_the_attempts(
     assert handler.calls == 3
     assert await customer(engine, user_id) is None
     assert await inbox_rows(engine) == 0
+
+
+async def test_a_replayed_dead_letter_is_applied_once_the_fault_is_fixed(
+    engine: AsyncEngine, amqp_url: str, queue: Queue, broker: AbstractRobustConnection
+) -> None:
+    handler = FailingFirst(failures=2)
+    consumer = consumer_of(
+        engine, queue=queue, handlers={"user.registered": handler}, max_attempts=2
+    )
+    user_id = uuid.uuid4()
+    await publish(amqp_url, "user.registered", registered(user_id))
+
+    async def dead_lettered() -> list[aio_pika.abc.AbstractIncomingMessage]:
+        return await dead_letters(amqp_url, queue.dead_letter_queue)
+
+    await run_until(consumer, broker, dead_lettered, "the dead letter")
+    assert await customer(engine, user_id) is None
+
+    [replayed] = await dlq.replay(broker, queue)
+
+    async def applied() -> Customer | None:
+        return await customer(engine, user_id)
+
+    await run_until(consumer, broker, applied, "the replayed event applied")
+    assert replayed.attempts == 2
+    assert handler.calls == 3
+    assert await inbox_rows(engine) == 1
+    assert await dead_letters(amqp_url, queue.dead_letter_queue) == []
