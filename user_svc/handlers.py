@@ -112,12 +112,14 @@ async def on_order_created(event: OrderCreated, _: CloudEvent, uow: UserUnitOfWo
         reservation, rejected = reject_unknown_user(
             order_id=event.order_id, user_id=event.user_id, amount=event.total
         )
-        await uow.reservations.add(reservation)
-        uow.emit(rejected)
+        # No user row to lock: a concurrent cancel may have left its tombstone first.
+        if await uow.reservations.add(reservation):
+            uow.emit(rejected)
         return
     loaded_version = user.version
     reservation = user.reserve_credit(order_id=event.order_id, amount=event.total)
-    await uow.reservations.add(reservation)
+    if not await uow.reservations.add(reservation):
+        return
     if user.version != loaded_version:
         await uow.users.save(user, expected_version=loaded_version)
     uow.collect(user)
@@ -128,10 +130,13 @@ async def on_order_cancelled(event: OrderCancelled, _: CloudEvent, uow: UserUnit
     user = await uow.users.get(event.user_id, for_update=True)
     reservation = await uow.reservations.get(event.order_id)
     if reservation is None:
-        await uow.reservations.add(
-            tombstone(order_id=event.order_id, user_id=event.user_id, amount=event.total)
-        )
-        return
+        marker = tombstone(order_id=event.order_id, user_id=event.user_id, amount=event.total)
+        if await uow.reservations.add(marker):
+            return
+        # Decided meanwhile by a concurrent order.created (possible only without a user row).
+        reservation = await uow.reservations.get(event.order_id)
+        if reservation is None:
+            raise RuntimeError(f"reservation of order {event.order_id} vanished")
     if reservation.state is not ReservationState.RESERVED or user is None:
         return
     loaded_version = user.version

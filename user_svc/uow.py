@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Self
 from uuid import UUID
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -88,16 +88,21 @@ class Reservations:
             reason=CreditRejectionReason(row.reason) if row.reason else None,
         )
 
-    async def add(self, reservation: Reservation) -> None:
-        await self._connection.execute(
-            insert(credit_reservations).values(
+    async def add(self, reservation: Reservation) -> bool:
+        """Record an order's decision; False if another transaction recorded one first."""
+        result = await self._connection.execute(
+            pg_insert(credit_reservations)
+            .values(
                 order_id=reservation.order_id,
                 user_id=reservation.user_id,
                 amount=reservation.amount,
                 state=reservation.state,
                 reason=reservation.reason,
             )
+            .on_conflict_do_nothing(index_elements=[credit_reservations.c.order_id])
+            .returning(credit_reservations.c.order_id)
         )
+        return result.first() is not None
 
     async def save(self, reservation: Reservation) -> None:
         await self._connection.execute(

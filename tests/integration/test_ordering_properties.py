@@ -1,0 +1,524 @@
+"""Ordering properties: no consumer's result depends on the order its events arrive in.
+
+A consumer may see a subject's events in any order and some of them more than once (see the
+README, "Ordering: what a consumer may see"). These properties feed shuffled, duplicated and
+partly concurrent event streams through the real consumer path (`EventConsumer.handle`: decode,
+inbox claim, the service's real handler, commit) into real PostgreSQL, and check that:
+
+- order_svc's customers replica ends where in-order delivery leaves it (versions gate copies);
+- every saga step order_svc receives is applied exactly once, however late (state machines gate
+  steps, the inbox absorbs duplicates);
+- user_svc's credit invariants hold under any order (row lock, one reservation row per order,
+  tombstone for a cancel that overtakes its create).
+
+A delivery schedule is a permutation of the events with some repeated (a repeat is the same body,
+so the same event id), cut into batches handled concurrently, as a consumer with a prefetch above
+one does. A failed attempt is handed back after everything already scheduled, as a retry through
+a delay queue comes back behind newer messages. Each example uses fresh ids in a database shared
+by the module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from uuid import UUID, uuid4
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from broker.topology import ORDER_SVC_QUEUE, USER_SVC_QUEUE
+from order_svc import app as order_app
+from order_svc import models as order_models
+from order_svc import uow as order_uow
+from order_svc.domain import Item, OrderStatus
+from order_svc.handlers import PlaceOrder, place_order
+from shared.consumer import EventConsumer, Outcome
+from shared.db import create_engine, drop_database
+from shared.envelope import decode, encode, wrap
+from shared.events import (
+    CreditRejectionReason,
+    DomainEvent,
+    EventData,
+    OrderCancelled,
+    OrderCreated,
+    OrderItem,
+    UserCreditRejected,
+    UserCreditReserved,
+    UserDeactivated,
+    UserRegistered,
+    UserUpdated,
+)
+from shared.metrics import Metrics
+from tests.conftest import new_database
+from user_svc import app as user_app
+from user_svc import models as user_models
+from user_svc import uow as user_uow
+from user_svc.domain import ReservationState, User, UserStatus
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = 40
+MAX_IN_FLIGHT = 4
+"""Widest batch handled concurrently: a stand-in for the consumer's prefetch."""
+MAX_FAILED_ATTEMPTS = 20
+
+PROPERTY = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+Schedule = list[list[int]]
+
+
+# -- databases, consumers, delivery ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def order_engine() -> AsyncIterator[AsyncEngine]:
+    url = await new_database("order_svc")
+    engine = create_engine(url, pool_size=MAX_IN_FLIGHT)
+    yield engine
+    await engine.dispose()
+    await drop_database(url)
+
+
+@pytest.fixture(scope="module")
+async def user_engine() -> AsyncIterator[AsyncEngine]:
+    url = await new_database("user_svc")
+    engine = create_engine(url, pool_size=MAX_IN_FLIGHT)
+    yield engine
+    await engine.dispose()
+    await drop_database(url)
+
+
+def order_consumer(engine: AsyncEngine) -> EventConsumer[order_uow.OrderUnitOfWork]:
+    return EventConsumer(
+        queue=ORDER_SVC_QUEUE,
+        handlers=order_app.SPEC.handlers,
+        unit_of_work=lambda cause: order_uow.unit_of_work(engine, cause),
+        inbox_table=order_models.inbox,
+        metrics=Metrics(),
+        prefetch=MAX_IN_FLIGHT,
+        max_attempts=MAX_FAILED_ATTEMPTS,
+    )
+
+
+def user_consumer(engine: AsyncEngine) -> EventConsumer[user_uow.UserUnitOfWork]:
+    return EventConsumer(
+        queue=USER_SVC_QUEUE,
+        handlers=user_app.SPEC.handlers,
+        unit_of_work=lambda cause: user_uow.unit_of_work(engine, cause),
+        inbox_table=user_models.inbox,
+        metrics=Metrics(),
+        prefetch=MAX_IN_FLIGHT,
+        max_attempts=MAX_FAILED_ATTEMPTS,
+    )
+
+
+def body_of(data: EventData, *, subject: UUID, version: int, source: str) -> bytes:
+    """The CloudEvent body a relay would publish: a new event id on every call."""
+    domain_event = DomainEvent(data=data, subject=subject, aggregate_version=version)
+    return encode(wrap(domain_event, source=source))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a delivery did: the events applied in each round, in the order of the rounds."""
+
+    rounds: list[list[int]]
+
+    @property
+    def applied(self) -> Counter[int]:
+        return Counter(index for applied in self.rounds for index in applied)
+
+    @property
+    def one_at_a_time(self) -> bool:
+        return all(len(applied) <= 1 for applied in self.rounds)
+
+    def round_of(self, index: int) -> int:
+        return next(n for n, applied in enumerate(self.rounds) if index in applied)
+
+
+async def deliver(
+    consumer: EventConsumer[Any], bodies: Sequence[bytes], schedule: Schedule
+) -> Delivery:
+    """Hand `bodies` to the consumer as `schedule` says, one batch (a round) at a time.
+
+    A batch is handled concurrently. A failed attempt is handed back once everything already
+    scheduled has been, as a retry through a delay queue comes back behind newer messages.
+    """
+    rounds: list[list[int]] = []
+    failures: list[str] = []
+    pending = [list(batch) for batch in schedule]
+    while pending:
+        batch = pending.pop(0)
+        results = await asyncio.gather(*(consumer.handle(bodies[i]) for i in batch))
+        rounds.append([])
+        retry: list[int] = []
+        for index, result in zip(batch, results, strict=True):
+            if result.outcome is Outcome.APPLIED:
+                rounds[-1].append(index)
+            elif result.outcome is not Outcome.DUPLICATE:
+                event(f"an attempt failed ({result.exception_type}), retried later")
+                failures.append(f"{result.event_type} {result.outcome}: {result.reason}")
+                assert len(failures) < MAX_FAILED_ATTEMPTS, failures
+                retry.append(index)
+        if retry:
+            pending.append(retry)
+    return Delivery(rounds)
+
+
+@st.composite
+def schedules(draw: st.DrawFn, events: Sequence[int]) -> Schedule:
+    """Each of `events` delivered at least once, some again, in any order, in batches."""
+    repeats = draw(st.lists(st.sampled_from(events), max_size=len(events)), label="repeated")
+    order = draw(st.permutations([*events, *repeats]), label="arrival order")
+    width = draw(st.integers(1, MAX_IN_FLIGHT), label="messages in flight")
+    return [order[start : start + width] for start in range(0, len(order), width)]
+
+
+# -- user histories, as user_svc would publish them --------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserChange:
+    kind: Literal["registered", "updated", "deactivated"]
+    version: int
+    name: str | None = None
+
+    def body(self, user_id: UUID) -> bytes:
+        data: EventData
+        if self.kind == "registered":
+            assert self.name is not None
+            data = UserRegistered(
+                user_id=user_id, email=f"{user_id}@example.com", name=self.name, credit_limit=100
+            )
+        elif self.kind == "updated":
+            assert self.name is not None
+            data = UserUpdated(user_id=user_id, name=self.name)
+        else:
+            data = UserDeactivated(user_id=user_id)
+        return body_of(data, subject=user_id, version=self.version, source="/user_svc")
+
+
+names = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=12)
+
+
+@st.composite
+def user_histories(draw: st.DrawFn) -> list[UserChange]:
+    """user.registered v1, renames and at most one deactivation, versions rising with gaps.
+
+    The gaps stand for credit events, which bump the user's version but carry no replica state.
+    """
+    renames: list[str | None] = list(draw(st.lists(names, max_size=6), label="renames"))
+    deactivation = draw(st.none() | st.integers(0, len(renames)), label="deactivated at")
+    if deactivation is not None:
+        renames.insert(deactivation, None)
+    gaps = draw(st.lists(st.integers(1, 3), min_size=len(renames), max_size=len(renames)))
+    history = [UserChange(kind="registered", version=1, name=draw(names, label="registered as"))]
+    for name, gap in zip(renames, gaps, strict=True):
+        version = history[-1].version + gap
+        kind: Literal["updated", "deactivated"] = "deactivated" if name is None else "updated"
+        history.append(UserChange(kind=kind, version=version, name=name))
+    return history
+
+
+def in_order_result(history: Sequence[UserChange]) -> tuple[str | None, str, int]:
+    """(name, status, version) after applying `history` in order: the specification."""
+    name = next(c.name for c in reversed(history) if c.name is not None)
+    status = "deactivated" if any(c.kind == "deactivated" for c in history) else "active"
+    return name, status, history[-1].version
+
+
+async def replica(engine: AsyncEngine, user_id: UUID) -> tuple[str | None, str | None, int]:
+    async with order_uow.unit_of_work(engine) as uow:
+        customer = await uow.customers.get(user_id)
+    assert customer is not None
+    return customer.name, customer.status, customer.version
+
+
+# -- a. order_svc's customers replica ------------------------------------------------------------
+
+
+@PROPERTY
+@given(history=user_histories(), data=st.data())
+async def test_the_replica_ends_where_in_order_delivery_leaves_it(
+    order_engine: AsyncEngine, history: list[UserChange], data: st.DataObject
+) -> None:
+    consumer = order_consumer(order_engine)
+    in_order, reordered = uuid4(), uuid4()
+    in_order_delivery = await deliver(
+        consumer, [c.body(in_order) for c in history], [[i] for i in range(len(history))]
+    )
+    bodies = [c.body(reordered) for c in history]
+    schedule = data.draw(schedules(range(len(bodies))), label="schedule")
+
+    delivery = await deliver(consumer, bodies, schedule)
+
+    assert in_order_delivery.applied == delivery.applied == Counter(range(len(history)))
+    assert await replica(order_engine, in_order) == in_order_result(history)
+    assert await replica(order_engine, reordered) == await replica(order_engine, in_order)
+
+
+# -- b. order_svc's saga steps -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decision:
+    """user_svc's answer for one order: reserved if `reason` is None, else rejected."""
+
+    reason: CreditRejectionReason | None
+    user_version: int
+    unit_price: int
+
+    @property
+    def outcome(self) -> OrderStatus:
+        return OrderStatus.CONFIRMED if self.reason is None else OrderStatus.REJECTED
+
+    def body(self, *, user_id: UUID, order_id: UUID, amount: int) -> bytes:
+        data: EventData
+        if self.reason is None:
+            data = UserCreditReserved(user_id=user_id, order_id=order_id, amount=amount)
+        else:
+            data = UserCreditRejected(
+                user_id=user_id, order_id=order_id, amount=amount, reason=self.reason
+            )
+        return body_of(data, subject=user_id, version=self.user_version, source="/user_svc")
+
+
+decisions = st.builds(
+    Decision,
+    reason=st.none() | st.sampled_from(CreditRejectionReason),
+    user_version=st.integers(0, 30),
+    unit_price=st.integers(0, 1_000),
+)
+
+
+async def order_events(engine: AsyncEngine, order_id: UUID) -> list[tuple[str, int]]:
+    """(type, aggregate version) of every event order_svc's outbox holds for the order."""
+    outbox = order_models.outbox
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(outbox.c.body).where(outbox.c.subject == str(order_id)).order_by(outbox.c.seq)
+        )
+        envelopes = [decode(row.body)[0] for row in rows]
+    return [(e.type, e.aggregateversion) for e in envelopes]
+
+
+@PROPERTY
+@given(
+    answers=st.lists(decisions, min_size=1, max_size=5),
+    history=user_histories(),
+    data=st.data(),
+)
+async def test_every_saga_step_is_applied_once_however_late_it_arrives(
+    order_engine: AsyncEngine,
+    answers: list[Decision],
+    history: list[UserChange],
+    data: st.DataObject,
+) -> None:
+    """A decision is gated by the order's state, never by the user versions seen before it."""
+    user_id = uuid4()
+    orders = []
+    for answer in answers:
+        command = PlaceOrder(
+            user_id=user_id, items=(Item(sku="SKU-1", quantity=2, unit_price=answer.unit_price),)
+        )
+        orders.append((await place_order(command, order_uow.unit_of_work(order_engine))).order)
+    bodies = [
+        answer.body(user_id=user_id, order_id=order.id, amount=order.total)
+        for answer, order in zip(answers, orders, strict=True)
+    ] + [change.body(user_id) for change in history]
+    schedule = data.draw(schedules(range(len(bodies))), label="schedule")
+
+    delivery = await deliver(order_consumer(order_engine), bodies, schedule)
+
+    assert delivery.applied == Counter(range(len(bodies)))
+    async with order_uow.unit_of_work(order_engine) as uow:
+        final = [await uow.orders.get(order.id) for order in orders]
+    for answer, order in zip(answers, final, strict=True):
+        assert order is not None
+        assert (order.status, order.reason, order.version) == (answer.outcome, answer.reason, 2)
+        assert await order_events(order_engine, order.id) == [
+            ("order.created", 1),
+            (f"order.{answer.outcome}", 2),
+        ]
+    assert await replica(order_engine, user_id) == in_order_result(history)
+
+
+# -- c. user_svc's credit ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Purchase:
+    amount: int
+    cancelled: bool
+
+
+Standing = Literal["active", "deactivated", "unknown"]
+REJECTION: dict[Standing, CreditRejectionReason] = {
+    "active": CreditRejectionReason.INSUFFICIENT_CREDIT,
+    "deactivated": CreditRejectionReason.USER_INACTIVE,
+    "unknown": CreditRejectionReason.UNKNOWN_USER,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Credit:
+    """What user_svc holds for one user at the end: its row, reservations and credit events."""
+
+    user: User | None
+    states: dict[UUID, ReservationState]
+    events: dict[UUID, list[tuple[str, dict[str, Any]]]]
+
+
+async def credit_of(engine: AsyncEngine, user_id: UUID) -> Credit:
+    reservations, outbox = user_models.credit_reservations, user_models.outbox
+    async with user_uow.unit_of_work(engine) as uow:
+        user = await uow.users.get(user_id)
+    async with engine.connect() as connection:
+        states = {
+            row.order_id: ReservationState(row.state)
+            for row in await connection.execute(
+                select(reservations).where(reservations.c.user_id == user_id)
+            )
+        }
+        bodies = await connection.scalars(
+            select(outbox.c.body).where(outbox.c.subject == str(user_id)).order_by(outbox.c.seq)
+        )
+        events: dict[UUID, list[tuple[str, dict[str, Any]]]] = {}
+        for body in bodies:
+            envelope, _ = decode(body)
+            order_id = UUID(envelope.data["order_id"])
+            events.setdefault(order_id, []).append((envelope.type, envelope.data))
+    return Credit(user=user, states=states, events=events)
+
+
+def first_come_first_served(
+    purchases: Sequence[Purchase], arrivals: Sequence[int], *, standing: Standing, limit: int
+) -> list[ReservationState]:
+    """The reservation states that handling `arrivals` one at a time, in order, must leave.
+
+    Event 2n is purchase n's `order.created`, event 2n+1 its `order.cancelled`.
+    """
+    states: dict[int, ReservationState] = {}
+    reserved = 0
+    for index in arrivals:
+        n, purchase = index // 2, purchases[index // 2]
+        if index % 2 == 0 and n not in states:
+            fits = standing == "active" and reserved + purchase.amount <= limit
+            states[n] = ReservationState.RESERVED if fits else ReservationState.REJECTED
+            reserved += purchase.amount if fits else 0
+        elif index % 2 == 1 and n not in states:
+            states[n] = ReservationState.CANCELLED
+        elif index % 2 == 1 and states[n] is ReservationState.RESERVED:
+            states[n] = ReservationState.RELEASED
+            reserved -= purchase.amount
+    return [states[n] for n in range(len(purchases))]
+
+
+@PROPERTY
+@given(
+    limit=st.integers(0, 1_000),
+    standing=st.sampled_from(list(REJECTION)),
+    purchases=st.lists(
+        st.builds(Purchase, amount=st.integers(0, 500), cancelled=st.booleans()),
+        min_size=1,
+        max_size=6,
+    ),
+    data=st.data(),
+)
+async def test_credit_invariants_hold_under_any_order(
+    user_engine: AsyncEngine,
+    limit: int,
+    standing: Standing,
+    purchases: list[Purchase],
+    data: st.DataObject,
+) -> None:
+    """Credit is consistent whatever the order; *which* orders get it depends on arrival order.
+
+    When the limit binds, the orders that win credit are those whose `order.created` arrives
+    first (first come, first served), so the property is the invariant, not a fixed set: the
+    reserved credit is the sum of the reservations held, never above the limit; a cancelled
+    order holds nothing; each order gets exactly one decision unless its cancel arrived first
+    (then none) and at most one release. Handled one at a time, the result is also exactly what
+    first come, first served predicts for the order in which the events were applied.
+    """
+    user_id = uuid4()
+    if standing != "unknown":
+        user = User(id=user_id, email=f"{user_id}@example.com", name="Ada", credit_limit=limit)
+        user.status = UserStatus.ACTIVE if standing == "active" else UserStatus.DEACTIVATED
+        async with user_uow.unit_of_work(user_engine) as uow:
+            assert await uow.users.add(user, password_hash="not used here")
+            await uow.commit()
+    order_ids = [uuid4() for _ in purchases]
+    bodies: list[bytes] = []  # in-order history: each order's cancel right after its create
+    for order_id, purchase in zip(order_ids, purchases, strict=True):
+        created = OrderCreated(
+            order_id=order_id,
+            user_id=user_id,
+            items=[OrderItem(sku="SKU-1", quantity=1, unit_price=purchase.amount)],
+            total=purchase.amount,
+        )
+        cancelled = OrderCancelled(
+            order_id=order_id, user_id=user_id, total=purchase.amount, previous_status="pending"
+        )
+        bodies.append(body_of(created, subject=order_id, version=1, source="/order_svc"))
+        bodies.append(body_of(cancelled, subject=order_id, version=2, source="/order_svc"))
+    # An order that is never cancelled has no order.cancelled event in the stream at all.
+    events = [i for i in range(len(bodies)) if i % 2 == 0 or purchases[i // 2].cancelled]
+    schedule = data.draw(schedules(events), label="schedule")
+
+    delivery = await deliver(user_consumer(user_engine), bodies, schedule)
+
+    assert delivery.applied == Counter(events)
+    credit = await credit_of(user_engine, user_id)
+    held = [credit.states[order_id] for order_id in order_ids]
+    reserved = sum(
+        p.amount
+        for p, state in zip(purchases, held, strict=True)
+        if state is ReservationState.RESERVED
+    )
+    changes = 0
+    for n, (order_id, purchase, state) in enumerate(zip(order_ids, purchases, held, strict=True)):
+        types = [t for t, _ in credit.events.get(order_id, [])]
+        decisions = [t for t in types if t in ("user.credit_reserved", "user.credit_rejected")]
+        releases = types.count("user.credit_released")
+        changes += types.count("user.credit_reserved") + releases
+        assert len(types) == len(decisions) + releases
+        assert all(e["amount"] == purchase.amount for _, e in credit.events.get(order_id, []))
+        if purchase.cancelled:
+            assert state is not ReservationState.RESERVED, "a cancelled order holds no credit"
+            create, cancel = delivery.round_of(2 * n), delivery.round_of(2 * n + 1)
+            if cancel != create:  # else they raced: either may have gone first
+                assert (state is ReservationState.CANCELLED) == (cancel < create)
+        if state is ReservationState.CANCELLED:
+            assert decisions == [], "a cancel that arrived first leaves no decision"
+        else:
+            assert len(decisions) == 1, "exactly one decision per order"
+        assert releases == (1 if state is ReservationState.RELEASED else 0)
+        if state in (ReservationState.RESERVED, ReservationState.RELEASED):
+            assert decisions == ["user.credit_reserved"]
+        if state is ReservationState.REJECTED:
+            assert decisions == ["user.credit_rejected"]
+            [(_, rejection)] = credit.events[order_id]
+            assert rejection["reason"] == REJECTION[standing]
+    if credit.user is None:
+        assert standing == "unknown"
+        assert reserved == changes == 0
+    else:
+        assert credit.user.credit_reserved == reserved
+        assert credit.user.credit_reserved <= credit.user.credit_limit == limit
+        assert credit.user.version == 1 + changes
+    if delivery.one_at_a_time:
+        arrivals = [index for applied in delivery.rounds for index in applied]
+        expected = first_come_first_served(purchases, arrivals, standing=standing, limit=limit)
+        assert held == expected
