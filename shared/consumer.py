@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
@@ -135,6 +136,9 @@ class EventConsumer(Generic[U]):
             envelope, data = decode(body)
         except InvalidEvent as error:
             return Result(Outcome.INVALID, reason=error.reason, exception_type="InvalidEvent")
+        self._metrics.event_age.labels(envelope.type).observe(
+            max((datetime.now(UTC) - envelope.time).total_seconds(), 0.0)
+        )
         handler = self._handlers.get(envelope.type)
         if handler is None:
             return Result(

@@ -25,7 +25,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from shared.auth import verify_token
 from shared.envelope import TRACEPARENT_PATTERN
@@ -189,11 +188,8 @@ def install_metrics_middleware(app: FastAPI, metrics: Metrics) -> None:
 
 def _route_template(request: Request) -> str:
     """The route's path template (`/orders/{order_id}`), so ids do not explode label cardinality."""
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-    return "unmatched"
+    route = request.scope.get("route")
+    return str(getattr(route, "path", "unmatched"))
 
 
 _TRACEPARENT = re.compile(TRACEPARENT_PATTERN)

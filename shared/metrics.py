@@ -7,7 +7,7 @@ one process without name clashes. Names follow Prometheus conventions: `_total` 
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
@@ -31,9 +31,24 @@ class Metrics:
             ["type"],
             registry=self.registry,
         )
+        self.relay_confirm_duration = Histogram(
+            "relay_confirm_duration_seconds",
+            "Time from publishing a batch to the broker's last confirm of it.",
+            registry=self.registry,
+        )
+        self.outbox_unpublished = Gauge(
+            "outbox_unpublished_events",
+            "Outbox events not yet confirmed by the broker (after the relay's last pass).",
+            registry=self.registry,
+        )
+        self.outbox_oldest_age = Gauge(
+            "outbox_oldest_unpublished_age_seconds",
+            "Age of the oldest unpublished outbox event (0 when there is none).",
+            registry=self.registry,
+        )
         self.messages_consumed = Counter(
             "consumer_messages_total",
-            "Messages consumed, by outcome (applied, duplicate, dead_lettered).",
+            "Messages consumed, by outcome (applied, duplicate, retried, dead_lettered).",
             ["type", "outcome"],
             registry=self.registry,
         )
@@ -41,5 +56,12 @@ class Metrics:
             "consumer_handler_duration_seconds",
             "Time to process one message, from delivery to acknowledgement.",
             ["type"],
+            registry=self.registry,
+        )
+        self.event_age = Histogram(
+            "consumer_event_age_seconds",
+            "Age of an event when its consumer takes it: now minus the CloudEvent `time`.",
+            ["type"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
             registry=self.registry,
         )

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -72,6 +74,7 @@ class OutboxRelay:
                 self._wake.clear()
                 try:
                     await self.publish_pending()
+                    await self._measure_backlog()
                     failures = 0
                 except Exception as error:
                     delay = RETRY_DELAY_SECONDS[min(failures, len(RETRY_DELAY_SECONDS) - 1)]
@@ -124,6 +127,7 @@ class OutboxRelay:
                 return 0
             # Pipelined: all messages of the batch are in flight at once, each awaiting its own
             # confirm. The row locks are held meanwhile, so no other relay takes these rows.
+            started = time.perf_counter()
             results = await asyncio.gather(
                 *(
                     exchange.publish(_message(row.id, row.type, row.body), routing_key=row.type)
@@ -131,6 +135,7 @@ class OutboxRelay:
                 ),
                 return_exceptions=True,
             )
+            self._metrics.relay_confirm_duration.observe(time.perf_counter() - started)
             confirmed = [row for row, r in zip(rows, results, strict=True) if _is_ack(r)]
             if confirmed:
                 await connection.execute(
@@ -146,6 +151,21 @@ class OutboxRelay:
                 f"{len(failures)} of {len(rows)} outbox events were not confirmed by the broker"
             ) from failures[0]
         return len(confirmed)
+
+    async def _measure_backlog(self) -> None:
+        """Backlog gauges: what is still unpublished after this pass, and how old the oldest is."""
+        outbox = self._outbox
+        async with self._engine.connect() as connection:
+            count, oldest = (
+                await connection.execute(
+                    select(func.count(), func.min(outbox.c.created_at)).where(
+                        outbox.c.published_at.is_(None)
+                    )
+                )
+            ).one()
+        self._metrics.outbox_unpublished.set(count)
+        age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
+        self._metrics.outbox_oldest_age.set(max(age, 0.0))
 
     async def _get_exchange(self) -> AbstractExchange:
         if self._exchange is None or self._channel is None or self._channel.is_closed:
