@@ -25,6 +25,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -42,6 +43,7 @@ from sqlalchemy import Table
 from broker.topology import Queue
 from shared import inbox
 from shared.envelope import CloudEvent, InvalidEvent, decode
+from shared.logs import message_context
 from shared.metrics import Metrics
 from shared.uow import UnitOfWork
 
@@ -63,9 +65,13 @@ class Outcome(StrEnum):
 @dataclass(frozen=True)
 class Result:
     outcome: Outcome
-    event_type: str = "unknown"
+    envelope: CloudEvent | None = None
     reason: str | None = None
     exception_type: str | None = None
+
+    @property
+    def event_type(self) -> str:
+        return self.envelope.type if self.envelope else "unknown"
 
 
 ATTEMPT_HEADER = "x-attempt"
@@ -143,20 +149,21 @@ class EventConsumer(Generic[U]):
         if handler is None:
             return Result(
                 Outcome.INVALID,
-                event_type=envelope.type,
+                envelope=envelope,
                 reason=f"{self.name} has no handler for {envelope.type}",
                 exception_type="InvalidEvent",
             )
         try:
-            applied = await self._apply(handler, data, envelope)
+            with message_context(envelope):
+                applied = await self._apply(handler, data, envelope)
         except Exception as error:
             return Result(
                 Outcome.FAILED,
-                event_type=envelope.type,
+                envelope=envelope,
                 reason=f"{type(error).__name__}: {error}"[:1000],
                 exception_type=type(error).__name__,
             )
-        return Result(Outcome.APPLIED if applied else Outcome.DUPLICATE, event_type=envelope.type)
+        return Result(Outcome.APPLIED if applied else Outcome.DUPLICATE, envelope=envelope)
 
     async def _apply(self, handler: Handler[U], data: Any, envelope: CloudEvent) -> bool:
         async with self._unit_of_work(envelope) as uow:
@@ -181,7 +188,8 @@ class EventConsumer(Generic[U]):
         attempt = _attempt(message)
         try:
             result = await self.handle(message.body)
-            settled = await self._settle(message, result, attempt)
+            with message_context(result.envelope) if result.envelope else nullcontext():
+                settled = await self._settle(message, result, attempt)
             await message.ack()
         except Exception:
             # Could not even park or dead-letter it (broker or channel trouble): give it back.

@@ -34,6 +34,7 @@ from shared.db import asyncpg_dsn, create_engine, ensure_database, migrate
 from shared.envelope import CloudEvent
 from shared.housekeeping import Housekeeper
 from shared.http import install_metrics_middleware, install_problem_handlers, ops_router
+from shared.logs import configure_logging
 from shared.metrics import Metrics
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
@@ -206,15 +207,13 @@ def _exit_after_deadline() -> None:
 
 def serve(settings: S, *, package: str, app: Callable[[S], FastAPI]) -> None:
     """Create and migrate the database, then run the service until SIGINT/SIGTERM."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(service=package, format=settings.log_format)
     asyncio.run(prepare_database(package, settings.database_url))
     config = uvicorn.Config(
         app(settings),
         host=settings.host,
         port=settings.port,
-        log_level="info",
+        log_config=None,
         timeout_graceful_shutdown=10,
     )
     _Server(config).run()

@@ -63,6 +63,17 @@ class ServiceSettings(BaseSettings):
         int, Field(gt=0, validation_alias=env("HANDLER_MAX_ATTEMPTS"))
     ] = 5
 
+    log_format_override: Annotated[
+        Literal["json", "console"] | None, Field(validation_alias=env("LOG_FORMAT"))
+    ] = None
+
+    @property
+    def log_format(self) -> Literal["json", "console"]:
+        """JSON lines in production (for log shippers), readable lines in development."""
+        if self.log_format_override is not None:
+            return self.log_format_override
+        return "json" if self.app_env == "production" else "console"
+
     @model_validator(mode="after")
     def _refuse_development_secret_in_production(self) -> ServiceSettings:
         if self.jwt_secret.get_secret_value() == DEVELOPMENT_JWT_SECRET:
