@@ -15,7 +15,7 @@ from order_svc import handlers
 from order_svc.domain import Item, OrderStatus
 from order_svc.uow import OrderUnitOfWork, unit_of_work
 from shared.errors import Invalid
-from shared.http import CurrentUserId, etag, expected_version, request_traceparent
+from shared.http import CurrentUserId, etag, expected_version
 
 MAX_PAGE_SIZE = 100
 
@@ -82,7 +82,7 @@ class OrderPage(BaseModel):
 
 
 def _unit_of_work(request: Request) -> OrderUnitOfWork:
-    return unit_of_work(request.app.state.engine, None, request_traceparent(request))
+    return unit_of_work(request.app.state.engine)
 
 
 UnitOfWorkDep = Annotated[OrderUnitOfWork, Depends(_unit_of_work)]

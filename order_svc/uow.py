@@ -188,9 +188,5 @@ class OrderUnitOfWork(UnitOfWork):
         order.events.clear()
 
 
-def unit_of_work(
-    engine: AsyncEngine, cause: CloudEvent | None = None, traceparent: str | None = None
-) -> OrderUnitOfWork:
-    return OrderUnitOfWork(
-        engine, outbox_table=outbox, source="/order_svc", cause=cause, traceparent=traceparent
-    )
+def unit_of_work(engine: AsyncEngine, cause: CloudEvent | None = None) -> OrderUnitOfWork:
+    return OrderUnitOfWork(engine, outbox_table=outbox, source="/order_svc", cause=cause)

@@ -38,6 +38,7 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
 )
+from opentelemetry.trace import SpanKind
 from sqlalchemy import Table
 
 from broker.topology import Queue
@@ -45,6 +46,7 @@ from shared import inbox
 from shared.envelope import CloudEvent, InvalidEvent, decode
 from shared.logs import message_context
 from shared.metrics import Metrics
+from shared.tracing import continued_span
 from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -154,7 +156,16 @@ class EventConsumer(Generic[U]):
                 exception_type="InvalidEvent",
             )
         try:
-            with message_context(envelope):
+            with (
+                message_context(envelope),
+                continued_span(
+                    f"{envelope.type} process",
+                    traceparent=envelope.traceparent,
+                    kind=SpanKind.CONSUMER,
+                ) as span,
+            ):
+                span.set_attribute("messaging.destination.name", self.queue.name)
+                span.set_attribute("messaging.message.id", str(envelope.id))
                 applied = await self._apply(handler, data, envelope)
         except Exception as error:
             return Result(

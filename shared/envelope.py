@@ -64,7 +64,11 @@ def wrap(
     cause: CloudEvent | None = None,
     traceparent: str | None = None,
 ) -> CloudEvent:
-    """Build the envelope of `event`, linking it to the event that caused it (if any)."""
+    """Build the envelope of `event`, linking it to the event that caused it (if any).
+
+    `traceparent` is the context of the span that raised the event; without one, the event gets
+    a span of its own in the cause's trace, or a new trace.
+    """
     correlation = event.correlation_id or (cause.correlationid if cause else None)
     return CloudEvent(
         specversion="1.0",
@@ -78,7 +82,7 @@ def wrap(
         aggregateversion=event.aggregate_version,
         correlationid=str(correlation) if correlation else None,
         causationid=str(cause.id) if cause else None,
-        traceparent=child_traceparent(traceparent or (cause.traceparent if cause else None)),
+        traceparent=traceparent or child_traceparent(cause.traceparent if cause else None),
     )
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -38,6 +40,9 @@ from shared.errors import (
     Unauthorized,
 )
 from shared.metrics import Metrics
+from shared.tracing import request_span
+
+log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -85,7 +90,24 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers=dict(error.headers or {}),
         )
 
+    async def dependency_down(_: Request, error: Exception) -> Response:
+        connection_lost = isinstance(error, OSError | OperationalError | InterfaceError) or (
+            isinstance(error, DBAPIError) and error.connection_invalidated
+        )
+        if not connection_lost:
+            log.error("database error while serving a request", exc_info=error)
+            return problem(500, "Internal Server Error", "unexpected database error")
+        log.warning("database unavailable while serving a request: %r", error)
+        return problem(
+            503,
+            "Service Unavailable",
+            "the database is unavailable; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+
     app.add_exception_handler(DomainError, domain_error)
+    app.add_exception_handler(DBAPIError, dependency_down)
+    app.add_exception_handler(OSError, dependency_down)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
 
@@ -171,14 +193,21 @@ def _broker_ok(connection: AbstractConnection | None) -> bool:
     return connection is not None and not connection.is_closed and connection.connected.is_set()
 
 
-def install_metrics_middleware(app: FastAPI, metrics: Metrics) -> None:
+def install_observability_middleware(app: FastAPI, metrics: Metrics) -> None:
+    """Count and time every request, and run it in a server span continuing the caller's trace."""
+
     @app.middleware("http")
-    async def record(
+    async def observe(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
-        route = _route_template(request)
+        with request_span(request.method, traceparent=request_traceparent(request)) as span:
+            response = await call_next(request)
+            route = _route_template(request)
+            span.update_name(f"{request.method} {route}")
+            span.set_attribute("http.request.method", request.method)
+            span.set_attribute("http.route", route)
+            span.set_attribute("http.response.status_code", response.status_code)
         metrics.http_requests.labels(request.method, route, str(response.status_code)).inc()
         metrics.http_request_duration.labels(request.method, route).observe(
             time.perf_counter() - started

@@ -33,11 +33,12 @@ from shared.consumer import EventConsumer, Handler
 from shared.db import asyncpg_dsn, create_engine, ensure_database, migrate
 from shared.envelope import CloudEvent
 from shared.housekeeping import Housekeeper
-from shared.http import install_metrics_middleware, install_problem_handlers, ops_router
+from shared.http import install_observability_middleware, install_problem_handlers, ops_router
 from shared.logs import configure_logging
 from shared.metrics import Metrics
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
+from shared.tracing import configure_tracing
 from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 RELAY_STOP_SECONDS = 10.0
 SHUTDOWN_DEADLINE_SECONDS = 30.0
 
-UnitOfWorkFactory = Callable[[AsyncEngine, CloudEvent | None, str | None], UnitOfWork]
+UnitOfWorkFactory = Callable[[AsyncEngine, CloudEvent | None], UnitOfWork]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,7 +109,7 @@ class Runtime:
             self._consumer = EventConsumer(
                 queue=spec.queue,
                 handlers=spec.handlers,
-                unit_of_work=lambda cause: spec.unit_of_work(self.engine, cause, None),
+                unit_of_work=lambda cause: spec.unit_of_work(self.engine, cause),
                 inbox_table=spec.inbox,
                 metrics=self.metrics,
                 prefetch=settings.consumer_prefetch,
@@ -170,7 +171,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     app.state.unit_of_work = spec.unit_of_work
     app.state.runtime = runtime
     install_problem_handlers(app)
-    install_metrics_middleware(app, runtime.metrics)
+    install_observability_middleware(app, runtime.metrics)
     app.include_router(
         ops_router(engine=engine, amqp=lambda: runtime.amqp, metrics=runtime.metrics)
     )
@@ -208,6 +209,7 @@ def _exit_after_deadline() -> None:
 def serve(settings: S, *, package: str, app: Callable[[S], FastAPI]) -> None:
     """Create and migrate the database, then run the service until SIGINT/SIGTERM."""
     configure_logging(service=package, format=settings.log_format)
+    configure_tracing(package)
     asyncio.run(prepare_database(package, settings.database_url))
     config = uvicorn.Config(
         app(settings),

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared import outbox
 from shared.envelope import CloudEvent, wrap
 from shared.events import DomainEvent
+from shared.tracing import current_traceparent
 
 
 class UnitOfWork:
@@ -27,13 +28,11 @@ class UnitOfWork:
         outbox_table: Table,
         source: str,
         cause: CloudEvent | None = None,
-        traceparent: str | None = None,
     ) -> None:
         self._engine = engine
         self._outbox = outbox_table
         self._source = source
         self.cause = cause
-        self._traceparent = traceparent
         self._connection: AsyncConnection | None = None
         self._raised: list[DomainEvent] = []
 
@@ -67,8 +66,9 @@ class UnitOfWork:
 
     async def commit(self) -> list[CloudEvent]:
         """Commit the state change and its events together; return the envelopes written."""
+        traceparent = current_traceparent()
         envelopes = [
-            wrap(e, source=self._source, cause=self.cause, traceparent=self._traceparent)
+            wrap(e, source=self._source, cause=self.cause, traceparent=traceparent)
             for e in self._raised
         ]
         await outbox.append(self.connection, self._outbox, envelopes)

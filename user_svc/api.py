@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.auth import issue_token
 from shared.errors import NotFound
-from shared.http import CurrentUserId, etag, expected_version, request_traceparent
+from shared.http import CurrentUserId, etag, expected_version
 from user_svc import handlers
 from user_svc.domain import User
 from user_svc.passwords import Passwords
@@ -69,7 +69,7 @@ class Token(BaseModel):
 
 
 def _unit_of_work(request: Request) -> UserUnitOfWork:
-    return unit_of_work(request.app.state.engine, None, request_traceparent(request))
+    return unit_of_work(request.app.state.engine)
 
 
 def _passwords(request: Request) -> Passwords:

@@ -128,12 +128,8 @@ class UserUnitOfWork(UnitOfWork):
         user.events.clear()
 
 
-def unit_of_work(
-    engine: AsyncEngine, cause: CloudEvent | None = None, traceparent: str | None = None
-) -> UserUnitOfWork:
-    return UserUnitOfWork(
-        engine, outbox_table=outbox, source="/user_svc", cause=cause, traceparent=traceparent
-    )
+def unit_of_work(engine: AsyncEngine, cause: CloudEvent | None = None) -> UserUnitOfWork:
+    return UserUnitOfWork(engine, outbox_table=outbox, source="/user_svc", cause=cause)
 
 
 def _user(row: Row[tuple[object, ...]]) -> User:
