@@ -1,6 +1,11 @@
-"""`python -m broker`: declare the topology, and inspect, replay or purge the dead-letter queues.
+"""`python -m broker`: set the broker up, and inspect, replay or purge the dead-letter queues.
 
     python -m broker declare                       exchange, queues, bindings and DLQs (idempotent)
+    python -m broker accounts [--vhost NAME] [--user-prefix P] [--dev] [--print] [--node NODE]
+                                                   the vhost, its topology and one least-privileged
+                                                   user per service (needs rabbitmqctl)
+    python -m broker definitions                   the development definitions compose's RabbitMQ
+                                                   loads at boot (broker/definitions.json)
     python -m broker dlq list                      every DLQ and how many messages wait there
     python -m broker dlq show QUEUE [--limit N]    look at dead letters without removing them
     python -m broker dlq replay QUEUE [--id EVENT_ID] [--limit N]
@@ -9,7 +14,16 @@
 
 QUEUE is a service queue (`order_svc.events`) or its DLQ (`order_svc.events.dlq`). The broker is
 AMQP_URL. Exit status: 0 done, 1 the broker refused or something was not found, 2 usage error
-(unknown queue, purge without --yes).
+(unknown queue, purge without --yes, a service password missing).
+
+`accounts` takes each service's password from USER_SVC_AMQP_PASSWORD / ORDER_SVC_AMQP_PASSWORD
+(`--dev` generates the missing ones and prints them), renders the definitions (`broker.accounts`,
+`broker.definitions`) and imports them with `rabbitmqctl`, so it runs where rabbitmqctl reaches the
+node: on the broker host, or with `--node` and the node's Erlang cookie. Elsewhere, `--print`
+writes the same definitions to stdout instead, for `rabbitmqctl import_definitions FILE` on the
+broker host or the management API (`POST /api/definitions`); they hold the passwords, so keep
+that file private. `--user-prefix` names the users `<P>user_svc` and `<P>order_svc` (users are
+broker-wide; tests use a unique prefix).
 """
 
 from __future__ import annotations
@@ -17,14 +31,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
 
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractConnection
 
 from broker import dlq
+from broker.accounts import SERVICE_ACCOUNTS, permissions, topic_permissions
+from broker.definitions import (
+    DEVELOPMENT_VHOST,
+    AccountLogin,
+    ImportFailed,
+    Login,
+    development_definitions,
+    import_with_rabbitmqctl,
+    render,
+    to_json,
+)
 from broker.topology import TOPOLOGY, Queue, declare
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -39,6 +67,63 @@ async def _declare(url: str) -> None:
     for queue in TOPOLOGY.queues:
         print(f"{TOPOLOGY.exchange.name} -> {queue.name} [{', '.join(queue.bindings)}]")
         print(f"  dead letters -> {queue.dead_letter_queue}")
+
+
+def _accounts(args: argparse.Namespace) -> int:
+    """Set up the vhost, its topology and the service accounts; return the exit status."""
+    logins: list[AccountLogin] = []
+    missing: list[str] = []
+    generated: list[str] = []
+    for account in SERVICE_ACCOUNTS:
+        password = os.environ.get(account.password_env, "")
+        if not password and args.dev:
+            password = secrets.token_urlsafe(24)
+            generated.append(f"{account.password_env}={password}")
+        if not password:
+            missing.append(account.password_env)
+            continue
+        logins.append(AccountLogin(account, Login(account.user(args.user_prefix), password)))
+    if missing:
+        print(
+            f"error: set {' and '.join(missing)} (or pass --dev to generate development passwords)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    document = render(vhost=args.vhost, accounts=logins)
+    # With --print, stdout is the definitions document and nothing else.
+    report = sys.stderr if args.print else sys.stdout
+    for line in generated:
+        print(line, file=report)
+    if args.print:
+        sys.stdout.write(to_json(document))
+        return 0
+    try:
+        import_with_rabbitmqctl(document, node=args.node)
+    except ImportFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    _print_accounts(args.vhost, logins, document)
+    return 0
+
+
+def _print_accounts(
+    vhost: str, logins: Sequence[AccountLogin], document: Mapping[str, Any]
+) -> None:
+    print(
+        f"vhost {vhost}: exchange {TOPOLOGY.exchange.name}, {len(document['queues'])} queues, "
+        f"{len(document['bindings'])} bindings"
+    )
+    for entry in logins:
+        account, user = entry.account, entry.login.user
+        allowed, topic = permissions(account), topic_permissions(account)
+        print(
+            f"{account.service}: AMQP_URL=amqp://{quote(user, safe='')}:${account.password_env}"
+            f"@HOST:5672/{quote(vhost, safe='')}"
+        )
+        print(f"  configure  {allowed.configure}")
+        print(f"  write      {allowed.write}")
+        print(f"  read       {allowed.read}")
+        print(f"  topic {topic.exchange}: write {topic.write}  read {topic.read}")
 
 
 async def _dlq(url: str, queue: Queue | None, args: argparse.Namespace) -> int:
@@ -137,6 +222,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("declare", help="declare the topology on AMQP_URL")
+    accounts = commands.add_parser(
+        "accounts", help="vhost, topology and one least-privileged user per service (rabbitmqctl)"
+    )
+    accounts.add_argument("--vhost", default=DEVELOPMENT_VHOST, help="default: %(default)s")
+    accounts.add_argument(
+        "--user-prefix", default="", metavar="P", help="name the users <P>user_svc, <P>order_svc"
+    )
+    accounts.add_argument(
+        "--dev", action="store_true", help="generate (and print) the passwords not set in the env"
+    )
+    accounts.add_argument(
+        "--print", action="store_true", help="write the definitions to stdout, import nothing"
+    )
+    accounts.add_argument("--node", help="the RabbitMQ node rabbitmqctl talks to")
+    commands.add_parser(
+        "definitions", help="the development definitions (compose), to broker/definitions.json"
+    )
     dead_letters = commands.add_parser("dlq", help="inspect, replay or purge dead-letter queues")
     actions = dead_letters.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="every DLQ and its message count")
@@ -160,6 +262,11 @@ def main() -> None:
     url = os.environ.get("AMQP_URL", DEFAULT_AMQP_URL)
     if args.command == "declare":
         asyncio.run(_declare(url))
+        return
+    if args.command == "accounts":
+        sys.exit(_accounts(args))
+    if args.command == "definitions":
+        sys.stdout.write(to_json(development_definitions()))
         return
     try:
         queue = None if args.action == "list" else dlq.find_queue(args.queue)

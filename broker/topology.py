@@ -3,6 +3,8 @@
 Declaring is idempotent, so every service declares the whole topology at start (and
 `python -m broker declare` does the same by hand). Declaring *all* queues, not only one's own,
 matters: an event published before its consumer ever started must still be waiting for it.
+Under least-privileged broker accounts a service may declare only its own queues; then the
+whole topology is set up beforehand by an administrator (see `broker.ownership`).
 
 Queues are quorum queues (replicated, durable). A message the consumer process cannot get
 through at all (it crashes the process each time) is dead-lettered by RabbitMQ itself after
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractExchange
 
 DELIVERY_LIMIT = 20
 RETRY_DELAYS_MS = (1_000, 5_000, 30_000, 120_000)
@@ -113,11 +115,18 @@ async def declare(channel: AbstractChannel, topology: Topology = TOPOLOGY) -> No
         topology.exchange.name, topology.exchange.kind, durable=True
     )
     for queue in topology.queues:
-        await channel.declare_queue(
-            queue.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        for name, arguments in queue.retry_queues.items():
-            await channel.declare_queue(name, durable=True, arguments=arguments)
-        declared = await channel.declare_queue(queue.name, durable=True, arguments=queue.arguments)
-        for routing_key in queue.bindings:
-            await declared.bind(exchange, routing_key)
+        await declare_queue_set(channel, queue, exchange)
+
+
+async def declare_queue_set(
+    channel: AbstractChannel, queue: Queue, exchange: AbstractExchange
+) -> None:
+    """A service's queue, its DLQ and delay queues, and the queue's bindings to `exchange`."""
+    await channel.declare_queue(
+        queue.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    for name, arguments in queue.retry_queues.items():
+        await channel.declare_queue(name, durable=True, arguments=arguments)
+    declared = await channel.declare_queue(queue.name, durable=True, arguments=queue.arguments)
+    for routing_key in queue.bindings:
+        await declared.bind(exchange, routing_key)

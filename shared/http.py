@@ -92,7 +92,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def dependency_down(_: Request, error: Exception) -> Response:
         connection_lost = isinstance(error, OSError | OperationalError | InterfaceError) or (
-            isinstance(error, DBAPIError) and error.connection_invalidated
+            isinstance(error, DBAPIError)
+            and (error.connection_invalidated or _sqlstate_class(error) in {"08", "57"})
         )
         if not connection_lost:
             log.error("database error while serving a request", exc_info=error)
@@ -110,6 +111,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OSError, dependency_down)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def _sqlstate_class(error: DBAPIError) -> str:
+    """SQLSTATE class of the driver error: 08 connection exception, 57 operator intervention
+    (the server shutting down or still starting up)."""
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return str(code)[:2] if code else ""
 
 
 def _reason(status: int) -> str:

@@ -28,7 +28,8 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, before_sleep_log, stop_after_delay, wait_exponential
 
-from broker.topology import TOPOLOGY, Queue, declare
+from broker.ownership import declare_for_service
+from broker.topology import TOPOLOGY, Queue
 from shared.consumer import EventConsumer, Handler
 from shared.db import asyncpg_dsn, create_engine, ensure_database, migrate
 from shared.envelope import CloudEvent
@@ -82,7 +83,7 @@ class Runtime:
     async def start(self) -> None:
         settings, spec = self.settings, self.spec
         self.amqp = await _connect(settings.amqp_url)
-        await declare(await self.amqp.channel(), TOPOLOGY)
+        await declare_for_service(self.amqp, spec.queue)
         if settings.relay_enabled:
             relay = OutboxRelay(
                 engine=self.engine,

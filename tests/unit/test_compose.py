@@ -1,7 +1,10 @@
 """compose.yaml, checked offline: the services, their start order and the contract's environment.
 
 `docker compose up` is the one-command way to run the whole system; these tests keep it wired the
-way CONTRACT.md says without needing Docker (nothing here starts a container).
+way CONTRACT.md says without needing Docker (nothing here starts a container). They also keep its
+broker set-up in step with the code: RabbitMQ loads `broker/definitions.json` at boot, which must
+be what `python -m broker definitions` renders from the topology and the service accounts, and
+each service connects as its own account with the password those definitions give it.
 """
 
 from __future__ import annotations
@@ -14,8 +17,12 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from broker.accounts import SERVICE_ACCOUNTS, ServiceAccount
+from broker.definitions import DEVELOPMENT_VHOST, development_definitions, to_json
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "compose.yaml"
+DEFINITIONS_FILE = REPO_ROOT / "broker" / "definitions.json"
 
 BACKING_SERVICES = ("postgres", "rabbitmq")
 APP_SERVICES = ("user_svc", "order_svc")
@@ -42,6 +49,36 @@ def environment_of(service: dict[str, Any]) -> dict[str, str | None]:
         return {key: None if value is None else str(value) for key, value in environment.items()}
     pairs = (entry.partition("=") for entry in environment)
     return {key: value if sep else None for key, sep, value in pairs}
+
+
+def mounts_of(service: dict[str, Any]) -> dict[str, str]:
+    """A service's bind mounts and volumes (short syntax), container path -> source."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target, *_ = str(volume).split(":")
+        mounts[target] = source
+    return mounts
+
+
+def mounted_file(service: dict[str, Any], target: str) -> Path:
+    """The repository file bind-mounted at `target` in the container."""
+    source = mounts_of(service)[target]
+    assert source.startswith("./"), f"{target} is not mounted from the repository: {source}"
+    return REPO_ROOT / source
+
+
+def rabbitmq_config(service: dict[str, Any]) -> dict[str, str]:
+    """Every `key = value` of the rabbitmq.conf files compose mounts into the container."""
+    settings: dict[str, str] = {}
+    for target in mounts_of(service):
+        if target == "/etc/rabbitmq/rabbitmq.conf" or (
+            target.startswith("/etc/rabbitmq/conf.d/") and target.endswith(".conf")
+        ):
+            for line in mounted_file(service, target).read_text(encoding="utf-8").splitlines():
+                key, sep, value = line.partition("=")
+                if sep and not line.lstrip().startswith("#"):
+                    settings[key.strip()] = value.strip()
+    return settings
 
 
 def dockerfile_of(service: dict[str, Any]) -> Path:
@@ -157,3 +194,41 @@ def test_app_service_image_runs_its_own_module(
     services: dict[str, dict[str, Any]], app: str
 ) -> None:
     assert final_cmd(dockerfile_of(services[app])) == ["python", "-m", app]
+
+
+def test_every_published_port_is_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    exposed = [
+        f"{name}: {port}"
+        for name, service in services.items()
+        for port in service.get("ports", [])
+        if not str(port).startswith("127.0.0.1:")
+    ]
+
+    assert exposed == []
+
+
+def test_committed_broker_definitions_are_the_generated_ones() -> None:
+    """Regenerate with `python -m broker definitions > broker/definitions.json`."""
+    assert DEFINITIONS_FILE.read_text(encoding="utf-8") == to_json(development_definitions())
+
+
+def test_rabbitmq_loads_the_committed_definitions_at_boot(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    rabbitmq = services["rabbitmq"]
+    target = rabbitmq_config(rabbitmq).get("load_definitions")
+
+    assert target is not None
+    assert mounted_file(rabbitmq, target).resolve() == DEFINITIONS_FILE
+
+
+@pytest.mark.parametrize("account", SERVICE_ACCOUNTS, ids=lambda account: account.service)
+def test_app_service_connects_to_the_broker_as_its_own_account(
+    services: dict[str, dict[str, Any]], account: ServiceAccount
+) -> None:
+    url = urlsplit(environment_of(services[account.service])["AMQP_URL"])
+    passwords = {user["name"]: user["password"] for user in development_definitions()["users"]}
+
+    assert url.username == account.user()
+    assert url.password == passwords[account.user()]
+    assert url.path == f"/{DEVELOPMENT_VHOST}"
