@@ -90,6 +90,7 @@ class EventConsumer(Generic[U]):
         metrics: Metrics,
         prefetch: int,
         max_attempts: int,
+        max_message_bytes: int = 256 * 1024,
     ) -> None:
         if set(handlers) != set(queue.bindings):
             raise ValueError(
@@ -103,6 +104,7 @@ class EventConsumer(Generic[U]):
         self._metrics = metrics
         self._prefetch = prefetch
         self._max_attempts = max_attempts
+        self._max_message_bytes = max_message_bytes
         self._channel: AbstractChannel | None = None
         self._amqp_queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
@@ -140,6 +142,13 @@ class EventConsumer(Generic[U]):
 
     async def handle(self, body: bytes) -> Result:
         """One attempt at one message body; never raises for a bad message or a failing handler."""
+        if len(body) > self._max_message_bytes:
+            # Not even parsed: a huge body is where parser bombs and memory exhaustion live.
+            return Result(
+                Outcome.INVALID,
+                reason=f"message of {len(body)} bytes exceeds the {self._max_message_bytes} cap",
+                exception_type="MessageTooLarge",
+            )
         try:
             envelope, data = decode(body)
         except InvalidEvent as error:

@@ -27,6 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import verify_token
 from shared.envelope import TRACEPARENT_PATTERN
@@ -236,3 +237,54 @@ def request_traceparent(request: Request) -> str | None:
     """The caller's W3C trace context, if it sent a well-formed one."""
     value = request.headers.get("traceparent")
     return value if value and _TRACEPARENT.fullmatch(value) else None
+
+
+def install_request_size_limit(app: FastAPI, max_bytes: int) -> None:
+    app.add_middleware(RequestSizeLimit, max_bytes=max_bytes)
+
+
+class RequestSizeLimit:
+    """Refuse request bodies over `max_bytes` with 413, before they are read into memory.
+
+    Both a declared `Content-Length` and the bytes actually received count, so a chunked body
+    cannot slip past the limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self._app = app
+        self._max = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        refused = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self._max and not refused:
+                # Answer now and tell the app the client went away; whatever it still tries
+                # to send is dropped below.
+                refused = True
+                await self._refuse(scope, receive, send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self._app(scope, counting_receive, guarded_send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(
+            413, "Content Too Large", f"request bodies are limited to {self._max} bytes"
+        )
+        await response(scope, receive, send)

@@ -34,7 +34,12 @@ from shared.consumer import EventConsumer, Handler
 from shared.db import asyncpg_dsn, create_engine, ensure_database, migrate
 from shared.envelope import CloudEvent
 from shared.housekeeping import Housekeeper
-from shared.http import install_observability_middleware, install_problem_handlers, ops_router
+from shared.http import (
+    install_observability_middleware,
+    install_problem_handlers,
+    install_request_size_limit,
+    ops_router,
+)
 from shared.logs import configure_logging
 from shared.metrics import Metrics
 from shared.relay import OutboxRelay
@@ -115,6 +120,7 @@ class Runtime:
                 metrics=self.metrics,
                 prefetch=settings.consumer_prefetch,
                 max_attempts=settings.handler_max_attempts,
+                max_message_bytes=settings.max_message_bytes,
             )
             await self._consumer.start(self.amqp)
 
@@ -172,6 +178,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     app.state.unit_of_work = spec.unit_of_work
     app.state.runtime = runtime
     install_problem_handlers(app)
+    install_request_size_limit(app, settings.max_request_bytes)
     install_observability_middleware(app, runtime.metrics)
     app.include_router(
         ops_router(engine=engine, amqp=lambda: runtime.amqp, metrics=runtime.metrics)

@@ -57,6 +57,13 @@ class ServiceSettings(BaseSettings):
         float, Field(gt=0, validation_alias=env("HOUSEKEEPING_INTERVAL_SECONDS"))
     ] = 60.0
 
+    max_request_bytes: Annotated[int, Field(gt=0, validation_alias=env("MAX_REQUEST_BYTES"))] = (
+        64 * 1024
+    )
+    max_message_bytes: Annotated[int, Field(gt=0, validation_alias=env("MAX_MESSAGE_BYTES"))] = (
+        256 * 1024
+    )
+
     consumers_enabled: Annotated[bool, Field(validation_alias=env("CONSUMERS_ENABLED"))] = True
     consumer_prefetch: Annotated[int, Field(gt=0, validation_alias=env("CONSUMER_PREFETCH"))] = 32
     handler_max_attempts: Annotated[
