@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from shared.migration_ops import create_messaging_tables, drop_messaging_tables
+
 # revision identifiers, used by Alembic.
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -20,6 +22,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     """Upgrade schema."""
+    create_messaging_tables()
     op.create_table(
         "credit_reservations",
         sa.Column("order_id", sa.Uuid(), nullable=False),
@@ -48,51 +51,6 @@ def upgrade() -> None:
     )
     op.create_index(
         op.f("ix_credit_reservations_user_id"), "credit_reservations", ["user_id"], unique=False
-    )
-    op.create_table(
-        "inbox",
-        sa.Column("consumer", sa.Text(), nullable=False),
-        sa.Column("event_id", sa.Uuid(), nullable=False),
-        sa.Column("event_type", sa.Text(), nullable=False),
-        sa.Column(
-            "processed_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("consumer", "event_id", name="pk_inbox"),
-    )
-    op.create_index("ix_inbox_processed_at", "inbox", ["processed_at"], unique=False)
-    op.create_table(
-        "outbox",
-        sa.Column("seq", sa.BigInteger(), sa.Identity(always=True), nullable=False),
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("type", sa.Text(), nullable=False),
-        sa.Column("subject", sa.Text(), nullable=False),
-        sa.Column("body", sa.LargeBinary(), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("seq"),
-        sa.UniqueConstraint("id"),
-    )
-    op.create_index(
-        "ix_outbox_published_at",
-        "outbox",
-        ["published_at"],
-        unique=False,
-        postgresql_where=sa.text("published_at IS NOT NULL"),
-    )
-    op.create_index(
-        "ix_outbox_unpublished",
-        "outbox",
-        ["seq"],
-        unique=False,
-        postgresql_where=sa.text("published_at IS NULL"),
     )
     op.create_table(
         "users",
@@ -131,18 +89,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Downgrade schema."""
     op.drop_table("users")
-    op.drop_index(
-        "ix_outbox_unpublished",
-        table_name="outbox",
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
-    op.drop_index(
-        "ix_outbox_published_at",
-        table_name="outbox",
-        postgresql_where=sa.text("published_at IS NOT NULL"),
-    )
-    op.drop_table("outbox")
-    op.drop_index("ix_inbox_processed_at", table_name="inbox")
-    op.drop_table("inbox")
     op.drop_index(op.f("ix_credit_reservations_user_id"), table_name="credit_reservations")
     op.drop_table("credit_reservations")
+    drop_messaging_tables()

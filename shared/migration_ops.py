@@ -1,0 +1,75 @@
+"""Alembic operations creating the messaging tables (`shared.schema`) in a service's database.
+
+Both services' first migration calls these, so the DDL of `outbox` and `inbox` exists once.
+A later change to these tables gets a function of its own here, called by a new migration of
+each service: what a migration once did must never change.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+
+def create_messaging_tables() -> None:
+    op.create_table(
+        "inbox",
+        sa.Column("consumer", sa.Text(), nullable=False),
+        sa.Column("event_id", sa.Uuid(), nullable=False),
+        sa.Column("event_type", sa.Text(), nullable=False),
+        sa.Column(
+            "processed_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("consumer", "event_id", name="pk_inbox"),
+    )
+    op.create_index("ix_inbox_processed_at", "inbox", ["processed_at"], unique=False)
+    op.create_table(
+        "outbox",
+        sa.Column("seq", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("type", sa.Text(), nullable=False),
+        sa.Column("subject", sa.Text(), nullable=False),
+        sa.Column("body", sa.LargeBinary(), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("seq"),
+        sa.UniqueConstraint("id"),
+    )
+    op.create_index(
+        "ix_outbox_published_at",
+        "outbox",
+        ["published_at"],
+        unique=False,
+        postgresql_where=sa.text("published_at IS NOT NULL"),
+    )
+    op.create_index(
+        "ix_outbox_unpublished",
+        "outbox",
+        ["seq"],
+        unique=False,
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
+
+
+def drop_messaging_tables() -> None:
+    op.drop_index(
+        "ix_outbox_unpublished",
+        table_name="outbox",
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
+    op.drop_index(
+        "ix_outbox_published_at",
+        table_name="outbox",
+        postgresql_where=sa.text("published_at IS NOT NULL"),
+    )
+    op.drop_table("outbox")
+    op.drop_index("ix_inbox_processed_at", table_name="inbox")
+    op.drop_table("inbox")
