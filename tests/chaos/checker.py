@@ -1,0 +1,297 @@
+"""After the last fault: wait for the system to converge, then judge what it converged to.
+
+Converged means: every acknowledged order is in the database and in a terminal state, both
+outboxes are fully published, every published event a service consumes is in its inbox, and
+the service queues and their delay queues are empty. Then, from both databases and the DLQs:
+
+- lost: an acknowledged order missing, or still pending;
+- decisions: each order's terminal state is the one its user's credit decision allows
+  (confirmed = reserved, rejected = rejected for that reason, cancelled = never left reserved),
+  and replaying each user's decisions in order, every reservation fit in the credit left and
+  every rejection for insufficient credit did not;
+- invariant: for every user, `credit_reserved` = the totals of their confirmed orders, and at
+  most `credit_limit`;
+- duplicated effects: one decision per order in `credit_reservations`; at most one credit
+  decision and one release per order in user_svc's outbox; exactly one `order.created` and at
+  most one of each later order event in order_svc's outbox; versions that their history
+  explains (an order's and a user's); one order per idempotency key;
+- every malformed message published is in the right DLQ, and nothing else is;
+- nothing unpublished in either outbox;
+- the outside publisher's reordered events ended where in-order delivery would have.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from tests.chaos import snapshot
+from tests.chaos.load import LoadResult
+from tests.chaos.outside_events import OutsidePublisher
+from tests.chaos.snapshot import Snapshot
+from tests.chaos.stack import ChaosStack
+from tests.e2e.harness import eventually
+
+TERMINAL = {"confirmed", "rejected", "cancelled"}
+ORDER_STEPS = ("order.confirmed", "order.rejected", "order.cancelled")
+
+
+@dataclass(frozen=True)
+class Convergence:
+    converged: bool
+    seconds: float
+    """From the end of the last fault to convergence (or to giving up)."""
+    waiting_for: str
+    """What was still missing at the last poll before convergence (or at the deadline)."""
+
+
+async def wait_for_convergence(
+    stack: ChaosStack, load: LoadResult, *, since: float, timeout: float
+) -> Convergence:
+    waiting_for = ""
+
+    async def converged() -> bool:
+        nonlocal waiting_for
+        reason = await _not_converged_because(stack, load)
+        waiting_for = reason or waiting_for
+        return not reason
+
+    try:
+        await eventually(converged, timeout=timeout, what="convergence")
+    except AssertionError:
+        return Convergence(False, time.monotonic() - since, waiting_for)
+    return Convergence(True, time.monotonic() - since, waiting_for)
+
+
+async def _not_converged_because(stack: ChaosStack, load: LoadResult) -> str:
+    """Why the system has not converged yet, or "" once it has."""
+    state = await snapshot.take(user_db=stack.user_db, order_db=stack.order_db)
+    pending = [o.id for o in state.orders.values() if o.status == "pending"]
+    present = {str(o) for o in state.orders}
+    missing = [i for i in load.acknowledged.values() if i not in present]
+    reasons = []
+    if pending:
+        reasons.append(f"{len(pending)} orders pending")
+    if missing:
+        reasons.append(f"{len(missing)} acknowledged orders missing")
+    reasons += [f"{n} unpublished in {s}" for s, n in state.unpublished.items() if n]
+    reasons += [f"{n} events not yet consumed by {s}" for s, n in state.unconsumed.items() if n]
+    if not reasons:
+        depths = await snapshot.queue_depths(stack.amqp_url)
+        reasons += [f"{n} messages in {q}" for q, n in depths.items() if n]
+    return "; ".join(reasons)
+
+
+@dataclass
+class Findings:
+    orders: Counter[str] = field(default_factory=Counter)
+    """orders in order_svc's database, by status"""
+    lost: list[str] = field(default_factory=list)
+    wrong_decisions: list[str] = field(default_factory=list)
+    invariant_violations: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)
+    dead_lettered: int = 0
+    malformed_missing: list[str] = field(default_factory=list)
+    unexpected_dead_letters: list[str] = field(default_factory=list)
+    unpublished: dict[str, int] = field(default_factory=dict)
+    reorder_violations: list[str] = field(default_factory=list)
+    users_checked: int = 0
+
+    @property
+    def invariant_holds(self) -> bool:
+        return not self.invariant_violations
+
+
+async def check(stack: ChaosStack, load: LoadResult, outside: OutsidePublisher) -> Findings:
+    state = await snapshot.take(user_db=stack.user_db, order_db=stack.order_db)
+    findings = Findings(
+        orders=Counter(o.status for o in state.orders.values()), unpublished=state.unpublished
+    )
+    _check_orders_acknowledged(state, load, findings)
+    _check_decisions(state, findings)
+    _check_users(state, load, findings)
+    _check_credit_history(state, findings)
+    _check_order_events(state, findings)
+    _check_user_events(state, findings)
+    _check_reordered(state, outside, findings)
+    await _check_dead_letters(stack, outside, findings)
+    return findings
+
+
+def _check_orders_acknowledged(state: Snapshot, load: LoadResult, findings: Findings) -> None:
+    by_key = {o.idempotency_key: o for o in state.orders.values()}
+    for key, order_id in load.acknowledged.items():
+        order = by_key.get(key)
+        if order is None:
+            findings.lost.append(f"order {order_id} was acknowledged but is not in the database")
+        elif str(order.id) != order_id:
+            findings.duplicated.append(f"key {key} acknowledged {order_id} and holds {order.id}")
+    for order in state.orders.values():
+        if order.status not in TERMINAL:
+            findings.lost.append(f"order {order.id} is still {order.status}")
+        if order.idempotency_key not in load.sent:
+            findings.duplicated.append(f"order {order.id} was never asked for by the load")
+
+
+def _check_decisions(state: Snapshot, findings: Findings) -> None:
+    allowed = {
+        "confirmed": {"reserved"},
+        "rejected": {"rejected"},
+        # cancelled while pending (tombstone, or rejected first), or released after confirmed
+        "cancelled": {"cancelled", "rejected", "released"},
+    }
+    for order in state.orders.values():
+        if order.status not in TERMINAL:
+            continue  # already counted as lost
+        reservation = state.reservations.get(order.id)
+        if reservation is None:
+            findings.lost.append(f"order {order.id} ({order.status}) has no credit decision")
+            continue
+        if reservation.state not in allowed.get(order.status, set()):
+            findings.wrong_decisions.append(
+                f"order {order.id} is {order.status} but its reservation is {reservation.state}"
+            )
+        if reservation.amount != order.total or reservation.user_id != order.user_id:
+            findings.wrong_decisions.append(f"order {order.id}: reservation does not match it")
+        if order.status == "rejected" and order.reason != reservation.reason:
+            findings.wrong_decisions.append(
+                f"order {order.id} rejected for {order.reason}, user_svc said {reservation.reason}"
+            )
+
+
+def _check_users(state: Snapshot, load: LoadResult, findings: Findings) -> None:
+    confirmed: dict[uuid.UUID, int] = defaultdict(int)
+    for order in state.orders.values():
+        if order.status == "confirmed":
+            confirmed[order.user_id] += order.total
+    reserved_events: Counter[uuid.UUID] = Counter()
+    changes: Counter[uuid.UUID] = Counter()
+    for event in state.user_events:
+        if event.type in ("user.credit_reserved", "user.credit_released"):
+            sign = 1 if event.type == "user.credit_reserved" else -1
+            user_id = uuid.UUID(event.subject)
+            reserved_events[user_id] += sign * (event.amount or 0)
+            changes[user_id] += 1
+    for user in load.users:
+        row = state.users.get(user.id)
+        if row is None:
+            findings.lost.append(f"user {user.id} is not in user_svc's database")
+            continue
+        findings.users_checked += 1
+        if row.credit_reserved != confirmed[user.id]:
+            findings.invariant_violations.append(
+                f"user {user.id}: credit_reserved {row.credit_reserved}, "
+                f"confirmed orders total {confirmed[user.id]}"
+            )
+        if row.credit_reserved > row.credit_limit:
+            findings.invariant_violations.append(
+                f"user {user.id}: credit_reserved {row.credit_reserved} > {row.credit_limit}"
+            )
+        if row.credit_reserved != reserved_events[user.id]:
+            findings.duplicated.append(
+                f"user {user.id}: credit_reserved {row.credit_reserved}, but its events add up "
+                f"to {reserved_events[user.id]}"
+            )
+        if row.version != 1 + changes[user.id]:
+            findings.duplicated.append(
+                f"user {user.id} is at version {row.version} after {changes[user.id]} changes"
+            )
+
+
+def _check_credit_history(state: Snapshot, findings: Findings) -> None:
+    """Replay each user's credit decisions in the order they were taken: every reservation fit
+    the limit, and every rejection for insufficient credit really did not fit."""
+    reserved: dict[uuid.UUID, int] = defaultdict(int)
+    for event in state.user_events:
+        user = state.users.get(uuid.UUID(event.subject))
+        if user is None or event.amount is None:
+            continue
+        if event.type == "user.credit_reserved":
+            reserved[user.id] += event.amount
+            if reserved[user.id] > user.credit_limit:
+                findings.wrong_decisions.append(
+                    f"order {event.order_id} reserved {event.amount} beyond the limit of {user.id}"
+                )
+        elif event.type == "user.credit_released":
+            reserved[user.id] -= event.amount
+        elif event.type == "user.credit_rejected":
+            fits = reserved[user.id] + event.amount <= user.credit_limit
+            if event.reason == "insufficient_credit" and fits:
+                findings.wrong_decisions.append(
+                    f"order {event.order_id} rejected though {user.id} had the credit for it"
+                )
+
+
+def _check_order_events(state: Snapshot, findings: Findings) -> None:
+    counts: dict[uuid.UUID, Counter[str]] = defaultdict(Counter)
+    for event in state.order_events:
+        counts[uuid.UUID(event.subject)][event.type] += 1
+    for order in state.orders.values():
+        seen = counts[order.id]
+        if seen["order.created"] != 1:
+            findings.duplicated.append(f"order {order.id}: {seen['order.created']} order.created")
+        for step in ORDER_STEPS:
+            if seen[step] > 1:
+                findings.duplicated.append(f"order {order.id}: {seen[step]} {step}")
+        if seen["order.confirmed"] + seen["order.rejected"] > 1:
+            findings.duplicated.append(f"order {order.id} was both confirmed and rejected")
+        steps = sum(seen[s] for s in ORDER_STEPS)
+        if order.version != 1 + steps:
+            findings.duplicated.append(
+                f"order {order.id} is at version {order.version} after {steps} steps"
+            )
+        if order.status != "pending" and seen[f"order.{order.status}"] != 1:
+            findings.duplicated.append(f"order {order.id} is {order.status} without its event")
+
+
+def _check_user_events(state: Snapshot, findings: Findings) -> None:
+    counts: dict[uuid.UUID, Counter[str]] = defaultdict(Counter)
+    for event in state.user_events:
+        if event.order_id is not None:
+            counts[event.order_id][event.type] += 1
+    for order_id, seen in counts.items():
+        decisions = seen["user.credit_reserved"] + seen["user.credit_rejected"]
+        if decisions > 1:
+            findings.duplicated.append(f"order {order_id}: {decisions} credit decisions")
+        if seen["user.credit_released"] > 1:
+            findings.duplicated.append(f"order {order_id}: released {seen['user.credit_released']}")
+        if seen["user.credit_released"] > seen["user.credit_reserved"]:
+            findings.duplicated.append(f"order {order_id}: released but never reserved")
+
+
+def _check_reordered(state: Snapshot, outside: OutsidePublisher, findings: Findings) -> None:
+    for user_id, expected in outside.fake_customers.items():
+        customer = state.customers.get(user_id)
+        if customer is None or (customer.name, customer.status, customer.version) != (
+            expected.name,
+            expected.status,
+            expected.version,
+        ):
+            findings.reorder_violations.append(
+                f"replica of user {user_id} is {customer}, expected {expected}"
+            )
+    findings.reorder_violations += outside.not_applied
+    decided = {e.order_id for e in state.user_events if e.order_id is not None}
+    for order_id in outside.cancelled_before_created:
+        reservation = state.reservations.get(order_id)
+        if reservation is None or reservation.state != "cancelled" or order_id in decided:
+            findings.reorder_violations.append(
+                f"order {order_id}, cancelled before it was created, ended as {reservation}"
+            )
+
+
+async def _check_dead_letters(
+    stack: ChaosStack, outside: OutsidePublisher, findings: Findings
+) -> None:
+    found = await snapshot.dead_letter_ids(stack.amqp_url)
+    findings.dead_lettered = len(found)
+    for message_id, queue in outside.malformed.items():
+        if found.get(message_id) != queue:
+            findings.malformed_missing.append(f"malformed message {message_id} not in {queue}")
+    findings.unexpected_dead_letters = [
+        f"{message_id} in {queue}"
+        for message_id, queue in found.items()
+        if message_id not in outside.malformed
+    ]

@@ -1,0 +1,96 @@
+"""One chaos run per module: the stack, the load, the faults, convergence and the findings.
+
+The tests of the module each assert one property of that run. The table is printed in pytest's
+terminal summary, so it shows with or without `-s`, whether the run passed or failed. Whatever
+happens, PostgreSQL and RabbitMQ are left running and the run's databases and vhost removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.chaos import servers
+from tests.chaos.checker import check, wait_for_convergence
+from tests.chaos.faults import FaultInjector
+from tests.chaos.load import LoadGenerator
+from tests.chaos.outside_events import OutsidePublisher
+from tests.chaos.plan import CONVERGENCE_TIMEOUT_SECONDS, CREDIT_LIMIT, ChaosPlan
+from tests.chaos.report import ChaosRun, render
+from tests.chaos.stack import ChaosStack
+
+REPORTS = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(scope="module")
+async def chaos_run(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> AsyncIterator[ChaosRun]:
+    if missing := servers.missing_tools():
+        pytest.skip(f"chaos tests restart the local servers and need {', '.join(missing)}")
+    plan = ChaosPlan.from_env()
+    log_dir = tmp_path_factory.mktemp("chaos")
+    started = time.monotonic()
+    stack = ChaosStack(log_dir=log_dir, credit_limit=CREDIT_LIMIT)
+    try:
+        await stack.start()
+        load = LoadGenerator(
+            user_urls=[r.url for r in stack.replicas_of("user_svc")],
+            order_urls=[r.url for r in stack.replicas_of("order_svc")],
+            rng=random.Random(f"{plan.seed}-load"),
+            credit_limit=CREDIT_LIMIT,
+        )
+        users = await load.register_users(plan.users)
+        outside = OutsidePublisher(
+            amqp_url=stack.amqp_url,
+            user_db=stack.user_db,
+            order_db=stack.order_db,
+            users=[u.id for u in users],
+            rng=random.Random(f"{plan.seed}-outside"),
+        )
+        faults = FaultInjector(
+            stack=stack, outside=outside, rng=random.Random(f"{plan.seed}-faults")
+        )
+        kinds = plan.fault_kinds(random.Random(f"{plan.seed}-plan"))
+        load_started = time.monotonic()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(
+                load.run(
+                    load.intents(plan.orders),
+                    seconds=plan.load_seconds,
+                    hold_tail_until=faults.finished,
+                )
+            )
+            group.create_task(faults.run(kinds, interval=plan.fault_interval))
+        convergence = await wait_for_convergence(
+            stack, load.result, since=faults.last_ended, timeout=CONVERGENCE_TIMEOUT_SECONDS
+        )
+        run = ChaosRun(
+            plan=plan,
+            load=load.result,
+            faults=faults.injected,
+            outside=outside,
+            convergence=convergence,
+            findings=await check(stack, load.result, outside),
+            log_dir=log_dir,
+            seconds=time.monotonic() - started,
+            load_started=load_started,
+            diagnostics="" if convergence.converged else await servers.describe_queues(stack.vhost),
+        )
+        request.config.stash.setdefault(REPORTS, []).append(render(run))
+        yield run
+    finally:
+        try:
+            await servers.ensure_servers_running()
+        finally:
+            await stack.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for report in terminalreporter.config.stash.get(REPORTS, []):
+        terminalreporter.write_sep("=", "chaos")
+        terminalreporter.write_line(report)

@@ -1,0 +1,191 @@
+"""What the two databases and the broker hold right now, read directly (never through a proxy).
+
+The services never read each other's database; the chaos checker does, because it is the only
+way to prove from the outside that both sides agree and that nothing happened twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import aio_pika
+import asyncpg
+
+from broker.topology import TOPOLOGY
+from shared.db import asyncpg_dsn
+from tests.chaos.transient import through_outages
+from tests.e2e.harness import dead_letters
+
+# Which events each service consumes: these must all be in the consumer's inbox.
+CONSUMED_BY_USER_SVC = ("order.created", "order.cancelled")
+CONSUMED_BY_ORDER_SVC = ("user.registered", "user.credit_reserved", "user.credit_rejected")
+
+
+@dataclass(frozen=True)
+class Order:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    status: str
+    reason: str | None
+    total: int
+    version: int
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: uuid.UUID
+    credit_limit: int
+    credit_reserved: int
+    version: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+    amount: int
+    state: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """An outbox row: its type, the order it concerns (if any) and the amount it carries."""
+
+    id: uuid.UUID
+    type: str
+    subject: str
+    order_id: uuid.UUID | None
+    amount: int | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Customer:
+    name: str | None
+    status: str | None
+    version: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    orders: dict[uuid.UUID, Order]
+    users: dict[uuid.UUID, UserRow]
+    reservations: dict[uuid.UUID, Reservation]
+    order_events: list[Event]
+    user_events: list[Event]
+    customers: dict[uuid.UUID, Customer]
+    unpublished: dict[str, int]
+    """service -> outbox rows not yet published"""
+    unconsumed: dict[str, int]
+    """consuming service -> published events of the other service missing from its inbox"""
+
+
+async def take(*, user_db: str, order_db: str) -> Snapshot:
+    return await through_outages(lambda: _take(user_db=user_db, order_db=order_db))
+
+
+async def _take(*, user_db: str, order_db: str) -> Snapshot:
+    users_side = await asyncpg.connect(asyncpg_dsn(user_db))
+    orders_side = await asyncpg.connect(asyncpg_dsn(order_db))
+    try:
+        order_events = _events(await orders_side.fetch(EVENTS))
+        user_events = _events(await users_side.fetch(EVENTS))
+        user_inbox = await _inbox(users_side)
+        order_inbox = await _inbox(orders_side)
+        return Snapshot(
+            orders={
+                r["id"]: Order(**r)
+                for r in await orders_side.fetch(
+                    "SELECT id, user_id, status, reason, total, version, idempotency_key"
+                    " FROM orders"
+                )
+            },
+            users={
+                r["id"]: UserRow(**r)
+                for r in await users_side.fetch(
+                    "SELECT id, credit_limit, credit_reserved, version FROM users"
+                )
+            },
+            reservations={
+                r["order_id"]: Reservation(**r)
+                for r in await users_side.fetch(
+                    "SELECT order_id, user_id, amount, state, reason FROM credit_reservations"
+                )
+            },
+            order_events=order_events,
+            user_events=user_events,
+            customers={
+                r["id"]: Customer(r["name"], r["status"], r["version"])
+                for r in await orders_side.fetch("SELECT id, name, status, version FROM customers")
+            },
+            unpublished={
+                "user_svc": await users_side.fetchval(UNPUBLISHED),
+                "order_svc": await orders_side.fetchval(UNPUBLISHED),
+            },
+            unconsumed={
+                "user_svc": _missing(order_events, CONSUMED_BY_USER_SVC, user_inbox),
+                "order_svc": _missing(user_events, CONSUMED_BY_ORDER_SVC, order_inbox),
+            },
+        )
+    finally:
+        await users_side.close()
+        await orders_side.close()
+
+
+# In `seq` order: for one user, that is the order in which user_svc decided (it locks the user).
+EVENTS = """
+    SELECT id, type, subject,
+           (data ->> 'order_id')::uuid AS order_id,
+           coalesce(data ->> 'amount', data ->> 'total')::bigint AS amount,
+           data ->> 'reason' AS reason
+    FROM (SELECT seq, id, type, subject, convert_from(body, 'UTF8')::jsonb -> 'data' AS data
+          FROM outbox) AS events
+    ORDER BY seq
+"""
+UNPUBLISHED = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+
+
+def _events(rows: Iterable[asyncpg.Record]) -> list[Event]:
+    return [Event(**r) for r in rows]
+
+
+async def _inbox(connection: asyncpg.Connection) -> set[uuid.UUID]:
+    return {r["event_id"] for r in await connection.fetch("SELECT event_id FROM inbox")}
+
+
+def _missing(events: Iterable[Event], types: tuple[str, ...], inbox: set[uuid.UUID]) -> int:
+    return sum(1 for e in events if e.type in types and e.id not in inbox)
+
+
+async def queue_depths(amqp_url: str) -> dict[str, int]:
+    """Messages ready in every service queue and its delay queues (not the DLQs)."""
+    return await through_outages(lambda: _queue_depths(amqp_url))
+
+
+async def _queue_depths(amqp_url: str) -> dict[str, int]:
+    names = [n for q in TOPOLOGY.queues for n in (q.name, *q.retry_queues)]
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        depths = {}
+        for name in names:
+            queue = await channel.declare_queue(name, passive=True)
+            depths[name] = queue.declaration_result.message_count or 0
+        return depths
+
+
+async def dead_letter_ids(amqp_url: str) -> dict[str, str]:
+    """message id -> DLQ, for every message in every DLQ (left where it is)."""
+    return await through_outages(lambda: _dead_letter_ids(amqp_url))
+
+
+async def _dead_letter_ids(amqp_url: str) -> dict[str, str]:
+    return {
+        str(message.message_id): queue.dead_letter_queue
+        for queue in TOPOLOGY.queues
+        for message in await dead_letters(amqp_url, queue.dead_letter_queue)
+    }

@@ -1,0 +1,123 @@
+"""Two replicas of each service, each reaching PostgreSQL and RabbitMQ through its own proxies.
+
+Replicas of a service share their database, their queue and their inbox, and differ only in
+their HTTP port and their proxies, so a network fault can hit one replica's link to one server
+while the other replica keeps working. The test itself (load generator, checker, outside
+publisher) talks to the servers directly. Databases and the vhost are new for every run and
+removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy.engine import make_url
+
+from shared.db import drop_database
+from tests.chaos.proxy import TcpProxy
+from tests.conftest import AMQP, POSTGRES, create_vhost, delete_vhost
+from tests.e2e.harness import JWT_SECRET, ServiceProcess, free_port
+
+SERVICES = ("user_svc", "order_svc")
+REPLICAS_PER_SERVICE = 2
+
+
+@dataclass(eq=False)
+class Replica:
+    name: str
+    """e.g. `order_svc-2`"""
+    service: str
+    process: ServiceProcess
+    database: TcpProxy
+    broker: TcpProxy
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+
+@dataclass
+class ChaosStack:
+    log_dir: Path
+    credit_limit: int
+    vhost: str = field(init=False)
+    amqp_url: str = field(init=False)
+    user_db: str = field(init=False)
+    order_db: str = field(init=False)
+    replicas: list[Replica] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.vhost, self.amqp_url = create_vhost()
+        suffix = uuid.uuid4().hex[:12]
+        self.user_db = f"{POSTGRES}/chaos_user_svc_{suffix}"
+        self.order_db = f"{POSTGRES}/chaos_order_svc_{suffix}"
+
+    def database_of(self, service: str) -> str:
+        return self.user_db if service == "user_svc" else self.order_db
+
+    def replicas_of(self, service: str) -> list[Replica]:
+        return [r for r in self.replicas if r.service == service]
+
+    @property
+    def proxies(self) -> list[TcpProxy]:
+        return [p for r in self.replicas for p in (r.database, r.broker)]
+
+    async def start(self) -> None:
+        postgres, amqp = make_url(POSTGRES), urlsplit(AMQP)
+        for service in SERVICES:
+            for number in range(1, REPLICAS_PER_SERVICE + 1):
+                database = TcpProxy(postgres.port or 5432, upstream_host=postgres.host or "")
+                broker = TcpProxy(amqp.port or 5672, upstream_host=amqp.hostname or "")
+                await database.start()
+                await broker.start()
+                name = f"{service}-{number}"
+                self.replicas.append(
+                    Replica(
+                        name=name,
+                        service=service,
+                        process=self._process(service, name, database, broker),
+                        database=database,
+                        broker=broker,
+                    )
+                )
+        # Replicas of a service start together and migrate under an advisory lock.
+        for replica in self.replicas:
+            replica.process.start()
+        await asyncio.gather(*(r.process.wait_ready() for r in self.replicas))
+
+    def _process(
+        self, service: str, name: str, database: TcpProxy, broker: TcpProxy
+    ) -> ServiceProcess:
+        prefix = service.upper()
+        database_url = make_url(self.database_of(service)).set(host="127.0.0.1", port=database.port)
+        amqp_url = urlsplit(self.amqp_url)
+        credentials = amqp_url.netloc.rpartition("@")[0]
+        port = free_port()
+        env = {
+            "AMQP_URL": urlunsplit(
+                amqp_url._replace(netloc=f"{credentials}@127.0.0.1:{broker.port}")
+            ),
+            f"{prefix}_DATABASE_URL": database_url.render_as_string(hide_password=False),
+            f"{prefix}_PORT": str(port),
+            "JWT_SECRET": JWT_SECRET,
+            "USER_DEFAULT_CREDIT_LIMIT": str(self.credit_limit),
+            "RELAY_POLL_SECONDS": "0.5",
+            # The checker counts outbox rows: housekeeping must not delete them during the run.
+            "OUTBOX_RETENTION_SECONDS": str(7 * 86_400),
+        }
+        return ServiceProcess(service, env, port, self.log_dir / f"{name}.log")
+
+    async def close(self) -> None:
+        for replica in self.replicas:
+            replica.process.kill()
+        for proxy in self.proxies:
+            await proxy.close()
+        try:
+            await drop_database(self.user_db)
+            await drop_database(self.order_db)
+        finally:
+            delete_vhost(self.vhost)
