@@ -21,8 +21,20 @@ from tenacity import before_sleep_log, retry, stop_after_delay, wait_exponential
 log = logging.getLogger(__name__)
 
 
+# A statement that takes longer is cancelled and fails like any other database error (retried by
+# the consumer, 503 over HTTP): a stalled network path must not hold a request or a message
+# for as long as TCP takes to give up.
+COMMAND_TIMEOUT_SECONDS = 30.0
+
+
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"command_timeout": COMMAND_TIMEOUT_SECONDS, "timeout": 10},
+    )
 
 
 def asyncpg_dsn(url: str) -> str:
