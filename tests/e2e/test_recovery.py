@@ -3,14 +3,25 @@ carry on without a manual restart; a SIGTERM stops a service cleanly and loses n
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
+import uuid
 from pathlib import Path
 
+import aio_pika
 import httpx
 import pytest
 
-from tests.e2e.harness import ServiceProcess, Stack, eventually, register
+from tests.chaos.proxy import TcpProxy
+from tests.e2e.harness import (
+    ServiceProcess,
+    Stack,
+    cloud_event,
+    eventually,
+    publish,
+    register,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -114,3 +125,51 @@ async def test_sigterm_stops_a_service_cleanly_and_loses_nothing(own_stack: Stac
         assert final["version"] == 2
     assert (await customer.me())["credit_reserved"] == 2_000
     await customer.close()
+
+
+async def test_a_second_sigterm_ends_a_shutdown_stuck_on_a_dead_database(
+    own_stack: Stack,
+) -> None:
+    """order_svc's database path stalls with a message in flight: the graceful shutdown waits
+    for that message, and a second SIGTERM ends the wait at once."""
+    proxy = TcpProxy(5432)
+    await proxy.start()
+    service = own_stack.order_svc
+    service.env["ORDER_SVC_DATABASE_URL"] = service.env["ORDER_SVC_DATABASE_URL"].replace(
+        "127.0.0.1:5432", f"127.0.0.1:{proxy.port}"
+    )
+    await own_stack.start()
+    stall = asyncio.create_task(proxy.stall(120))
+    user_id = uuid.uuid4()
+    await publish(
+        own_stack.amqp_url,
+        "user.updated",
+        cloud_event(
+            "user.updated", {"user_id": str(user_id), "name": "X"}, subject=user_id, version=2
+        ),
+    )
+
+    async def taken_by_the_consumer() -> bool:
+        return await ready_messages(own_stack.amqp_url, "order_svc.events") == 0
+
+    await eventually(taken_by_the_consumer, what="the message in flight")
+    assert service.process is not None
+    service.process.send_signal(signal.SIGTERM)
+
+    with pytest.raises(subprocess.TimeoutExpired):
+        await asyncio.to_thread(service.process.wait, 3)
+    service.process.send_signal(signal.SIGTERM)
+    returncode = await asyncio.to_thread(service.process.wait, 10)
+
+    assert returncode == 1
+    assert "second SIGTERM during shutdown" in service.log_path.read_text()
+    stall.cancel()
+    await proxy.close()
+
+
+async def ready_messages(amqp_url: str, queue: str) -> int:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
