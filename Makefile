@@ -3,6 +3,7 @@
 #   make services   make sure PostgreSQL and RabbitMQ are reachable (starts or installs them)
 #   make run        both services on 127.0.0.1:8001 / :8002 until Ctrl-C
 #   make test       lint, format check, mypy, then pytest (PYTEST_ARGS="-k saga -x" to narrow)
+#   make fuzz       fuzzing at full size (FUZZ_EXAMPLES, FUZZ_SEED); `make test` runs a short form
 #   make chaos      fault-injection suite at full size (CHAOS_ORDERS, CHAOS_FAULTS, CHAOS_SEED)
 #   make fmt        format and autofix;  make clean  remove the venv and caches
 
@@ -14,7 +15,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services run test chaos lint fmt typecheck clean
+.PHONY: help venv services run test chaos fuzz lint fmt typecheck clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -66,3 +67,8 @@ typecheck: venv
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .run build dist *.egg-info
 	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+
+# The short form (FUZZ_EXAMPLES=25) runs in `make test`; this is the full size.
+FUZZ_EXAMPLES ?= 500
+fuzz: venv services
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -m fuzz --timeout=1800 $(PYTEST_ARGS)

@@ -88,7 +88,13 @@ def _unit_of_work(request: Request) -> OrderUnitOfWork:
 UnitOfWorkDep = Annotated[OrderUnitOfWork, Depends(_unit_of_work)]
 IfMatch = Annotated[str | None, Header(description='The ETag you hold, e.g. "3"')]
 IdempotencyKey = Annotated[
-    str | None, Header(min_length=1, max_length=255, description="Repeat-safe request key")
+    str | None,
+    Header(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Repeat-safe request key (printable ASCII)",
+    ),
 ]
 
 router = APIRouter(tags=["orders"])

@@ -43,7 +43,7 @@ from sqlalchemy import Table
 
 from broker.topology import Queue
 from shared import inbox
-from shared.envelope import CloudEvent, InvalidEvent, decode
+from shared.envelope import CONTENT_TYPE, CloudEvent, InvalidEvent, decode
 from shared.logs import message_context
 from shared.metrics import Metrics
 from shared.tracing import continued_span
@@ -77,6 +77,7 @@ class Result:
 
 
 ATTEMPT_HEADER = "x-attempt"
+MAX_HEADER_TEXT = 1_000
 
 
 class EventConsumer(Generic[U]):
@@ -140,8 +141,18 @@ class EventConsumer(Generic[U]):
         with contextlib.suppress(Exception):
             await channel.close()
 
-    async def handle(self, body: bytes) -> Result:
-        """One attempt at one message body; never raises for a bad message or a failing handler."""
+    async def handle(self, body: bytes, content_type: str | None = CONTENT_TYPE) -> Result:
+        """One attempt at one message; never raises for a bad message or a failing handler.
+
+        A message without a content type is judged by its body; one that declares another
+        content type than structured CloudEvents JSON is not ours to interpret.
+        """
+        if content_type is not None and content_type != CONTENT_TYPE:
+            return Result(
+                Outcome.INVALID,
+                reason=f"content type {content_type[:100]!r} is not {CONTENT_TYPE}",
+                exception_type="InvalidEvent",
+            )
         if len(body) > self._max_message_bytes:
             # Not even parsed: a huge body is where parser bombs and memory exhaustion live.
             return Result(
@@ -207,7 +218,7 @@ class EventConsumer(Generic[U]):
         started = time.perf_counter()
         attempt = _attempt(message)
         try:
-            result = await self.handle(message.body)
+            result = await self.handle(message.body, message.content_type)
             with message_context(result.envelope) if result.envelope else nullcontext():
                 settled = await self._settle(message, result, attempt)
             await message.ack()
@@ -275,10 +286,15 @@ class EventConsumer(Generic[U]):
         """Publish a copy of `message` straight to `queue` and wait for the broker's confirm."""
         if self._channel is None:
             raise RuntimeError("consumer is stopped")
+        # Only our own bookkeeping travels with the copy, each value bounded: a header frame
+        # larger than the broker's frame size closes the whole connection.
         headers: dict[str, Any] = {
-            k: v for k, v in (message.headers or {}).items() if k not in _BROKER_HEADERS
+            name: value[:MAX_HEADER_TEXT] if isinstance(value, str) else value
+            for name, value in extra_headers.items()
         }
-        headers.update(extra_headers)
+        attempt = (message.headers or {}).get(ATTEMPT_HEADER)
+        if ATTEMPT_HEADER not in headers and isinstance(attempt, int):
+            headers[ATTEMPT_HEADER] = attempt
         await self._channel.default_exchange.publish(
             aio_pika.Message(
                 body=message.body,
@@ -290,21 +306,6 @@ class EventConsumer(Generic[U]):
             ),
             routing_key=queue,
         )
-
-
-# Headers RabbitMQ adds when it dead-letters (here: a delay queue expiring back to its queue);
-# they only grow with every retry and say nothing our own headers do not.
-_BROKER_HEADERS = frozenset(
-    {
-        "x-death",
-        "x-first-death-exchange",
-        "x-first-death-queue",
-        "x-first-death-reason",
-        "x-last-death-exchange",
-        "x-last-death-queue",
-        "x-last-death-reason",
-    }
-)
 
 
 def _attempt(message: AbstractIncomingMessage) -> int:

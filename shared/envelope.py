@@ -8,12 +8,13 @@ on every redelivery. Incoming bodies are decoded here into a validated envelope 
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from shared.events import EVENT_TYPES, DomainEvent, EventData
 
@@ -21,20 +22,34 @@ CONTENT_TYPE = "application/cloudevents+json"
 TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 
 
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}")
+
+
+def _rfc3339(value: object) -> object:
+    """Only an RFC 3339 string is a CloudEvent `time` (pydantic would also take epoch numbers)."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError("time must be an RFC 3339 timestamp")
+    return datetime.fromisoformat(value)
+
+
 class CloudEvent(BaseModel):
     """The envelope attributes of the contract; other extension attributes are allowed and kept."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # Strict: a version of `true` or `"7"`, or a time given as a number, is a producer bug to
+    # surface in the DLQ, not to guess around.
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     specversion: Literal["1.0"]
     id: UUID
     source: Annotated[str, Field(min_length=1)]
     type: str
     subject: Annotated[str, Field(min_length=1)]
-    time: AwareDatetime
+    time: Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
     datacontenttype: Literal["application/json"]
     data: dict[str, Any]
-    aggregateversion: Annotated[int, Field(ge=0)]
+    aggregateversion: Annotated[int, Field(ge=0, le=2**31 - 1)]
     correlationid: str | None = None
     causationid: str | None = None
     traceparent: Annotated[str | None, Field(pattern=TRACEPARENT_PATTERN)] = None
@@ -98,7 +113,7 @@ def decode(body: bytes) -> tuple[CloudEvent, EventData]:
         raise InvalidEvent(f"not a valid CloudEvent: {_summarise(error)}") from error
     model = EVENT_TYPES.get(envelope.type)
     if model is None:
-        raise InvalidEvent(f"unknown event type {envelope.type!r}")
+        raise InvalidEvent(f"unknown event type {envelope.type[:100]!r}")
     try:
         data = model.model_validate(envelope.data)
     except ValidationError as error:

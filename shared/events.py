@@ -16,6 +16,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 Money = Annotated[int, Field(ge=0, description="Amount in minor units (cents).")]
+Text = Annotated[str, Field(pattern=r"^[^\x00]*$", description="Any text but NUL.")]
 
 
 class EventData(BaseModel):
@@ -38,14 +39,14 @@ class OrderItem(EventData):
 
 class UserRegistered(EventData):
     user_id: UUID
-    email: str
-    name: str
+    email: Text
+    name: Text
     credit_limit: Money
 
 
 class UserUpdated(EventData):
     user_id: UUID
-    name: str
+    name: Text
 
 
 class UserDeactivated(EventData):

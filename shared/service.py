@@ -35,6 +35,7 @@ from shared.db import asyncpg_dsn, create_engine, ensure_database, migrate
 from shared.envelope import CloudEvent
 from shared.housekeeping import Housekeeper
 from shared.http import (
+    document_problems,
     install_observability_middleware,
     install_problem_handlers,
     install_request_size_limit,
@@ -178,6 +179,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     app.state.unit_of_work = spec.unit_of_work
     app.state.runtime = runtime
     install_problem_handlers(app)
+    document_problems(app)
     install_request_size_limit(app, settings.max_request_bytes)
     install_observability_middleware(app, runtime.metrics)
     app.include_router(

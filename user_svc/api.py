@@ -21,11 +21,18 @@ from user_svc.uow import UserUnitOfWork, unit_of_work
 Email = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, to_lower=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+        strip_whitespace=True,
+        to_lower=True,
+        max_length=254,
+        pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$",
     ),
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Password = Annotated[str, Field(min_length=8, max_length=128)]
+# PostgreSQL text cannot hold NUL: refuse it here (422) rather than fail in the database.
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00]+$"),
+]
+Password = Annotated[str, Field(min_length=8, max_length=128, pattern=r"^[^\x00]+$")]
 
 
 class UserCreate(BaseModel):

@@ -58,7 +58,7 @@ async def authenticate(
     email: str, password: str, uow: UserUnitOfWork, passwords: Passwords
 ) -> User:
     async with uow:
-        found = await uow.users.credentials(email)
+        found = None if "\x00" in email else await uow.users.credentials(email)
     user, password_hash = found if found else (None, None)
     valid = await asyncio.to_thread(passwords.verify, password, password_hash)
     if user is None or not valid or user.status is not UserStatus.ACTIVE:
