@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 from uuid import UUID, uuid4
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import create_engine
 from shared.inbox import claim
+from tests.integration.locks import wait_until_a_backend_waits_on_a_lock
 from user_svc.models import inbox
 
 pytestmark = pytest.mark.integration
@@ -36,27 +36,6 @@ async def claim_in(connection: AsyncConnection, event_id: UUID, consumer: str = 
 async def claim_and_commit(engine: AsyncEngine, event_id: UUID, consumer: str = CONSUMER) -> bool:
     async with engine.connect() as connection, connection.begin():
         return await claim_in(connection, event_id, consumer)
-
-
-async def wait_until_a_backend_waits_on_a_lock(engine: AsyncEngine, within: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    async with engine.connect() as observer:
-        while True:
-            waiting = (
-                await observer.execute(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    )
-                )
-            ).scalar_one()
-            await observer.rollback()  # a fresh snapshot of pg_stat_activity on each poll
-            if waiting:
-                return
-            if loop.time() > deadline:
-                raise AssertionError(f"no claim waited on a lock within {within}s")
-            await asyncio.sleep(0.01)
 
 
 async def test_the_first_claim_of_an_event_succeeds(engine: AsyncEngine) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from uuid import UUID, uuid4
 
 import pytest
-from sqlalchemy import Table, select, text
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from order_svc import handlers as order_handlers
@@ -25,6 +25,7 @@ from order_svc.uow import unit_of_work as order_unit_of_work
 from shared.db import create_engine, drop_database, ensure_database, migrate
 from shared.errors import StaleVersion
 from tests.conftest import POSTGRES
+from tests.integration.locks import wait_until_a_backend_waits_on_a_lock
 from user_svc import handlers as user_handlers
 from user_svc.domain import User
 from user_svc.models import outbox as user_outbox
@@ -83,27 +84,6 @@ async def outbox_types(engine: AsyncEngine, table: Table) -> list[str]:
         return list(
             (await connection.execute(select(table.c.type).order_by(table.c.seq))).scalars()
         )
-
-
-async def wait_until_a_backend_waits_on_a_lock(engine: AsyncEngine, within: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    async with engine.connect() as observer:
-        while True:
-            waiting = (
-                await observer.execute(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    )
-                )
-            ).scalar_one()
-            await observer.rollback()  # a fresh snapshot of pg_stat_activity on each poll
-            if waiting:
-                return
-            if loop.time() > deadline:
-                raise AssertionError(f"no writer waited on a lock within {within}s")
-            await asyncio.sleep(0.01)
 
 
 def winners_and_losers(results: Sequence[object]) -> tuple[list[object], list[BaseException]]:
