@@ -31,7 +31,10 @@ async def chaos_run(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> AsyncIterator[ChaosRun]:
     if missing := servers.missing_tools():
-        pytest.skip(f"chaos tests restart the local servers and need {', '.join(missing)}")
+        pytest.fail(
+            f"chaos tests restart the local servers and need {', '.join(missing)}: "
+            "run `make services` (it installs PostgreSQL and RabbitMQ from Debian's packages)"
+        )
     plan = ChaosPlan.from_env()
     log_dir = tmp_path_factory.mktemp("chaos")
     started = time.monotonic()
