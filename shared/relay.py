@@ -77,7 +77,7 @@ class OutboxRelay:
                     await self._measure_backlog()
                     failures = 0
                 except Exception as error:
-                    delay = RETRY_DELAY_SECONDS[min(failures, len(RETRY_DELAY_SECONDS) - 1)]
+                    delay = _backoff(failures)
                     failures += 1
                     # The traceback once per outage; then one line per retry.
                     log.warning(
@@ -136,7 +136,11 @@ class OutboxRelay:
                 return_exceptions=True,
             )
             self._metrics.relay_confirm_duration.observe(time.perf_counter() - started)
-            confirmed = [row for row, r in zip(rows, results, strict=True) if _is_ack(r)]
+            confirmed = [
+                row
+                for row, r in zip(rows, results, strict=True)
+                if not isinstance(r, BaseException)
+            ]
             if confirmed:
                 await connection.execute(
                     update(outbox)
@@ -185,7 +189,7 @@ class OutboxRelay:
             try:
                 connection = await asyncpg.connect(self._listen_dsn)
             except (OSError, asyncpg.PostgresError) as error:
-                delay = RETRY_DELAY_SECONDS[min(failures, len(RETRY_DELAY_SECONDS) - 1)]
+                delay = _backoff(failures)
                 failures += 1
                 log.warning("outbox listener cannot connect (%s), retrying in %.1fs", error, delay)
                 await asyncio.sleep(delay)
@@ -207,6 +211,11 @@ class OutboxRelay:
         self._wake.set()
 
 
+def _backoff(failures: int) -> float:
+    """Delay before the next attempt after `failures` consecutive failures."""
+    return RETRY_DELAY_SECONDS[min(failures, len(RETRY_DELAY_SECONDS) - 1)]
+
+
 async def _wait(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
@@ -220,7 +229,3 @@ def _message(event_id: Any, event_type: str, body: bytes) -> aio_pika.Message:
         content_type=CONTENT_TYPE,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
-
-
-def _is_ack(result: object) -> bool:
-    return not isinstance(result, BaseException)
