@@ -1,0 +1,317 @@
+"""`python -m bench [--quick]`: every measurement in one process tree, then the results.
+
+Order of the run: broker and consumer throughput in this process (ours against the baselines,
+repetitions interleaved so that drift on the machine hits both alike), the growth measurements
+that need no services, then both services as processes for HTTP and the saga, with their memory
+sampled throughout. Whatever happens, the bench's databases, vhosts and processes are removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import uvloop
+
+from bench import growth, report
+from bench.baselines import faststream_consume, raw_consume, raw_publish
+from bench.infra import Resources, stop_process
+from bench.machine import describe
+from bench.messages import typical_size
+from bench.ours import consumer, http, relay
+from bench.ours.saga import Saga
+from bench.rss import RssSampler
+from bench.settings import FULL, QUICK, BenchSettings
+from bench.stack import Stack, register, start
+from bench.wrk import require_wrk
+
+RESULTS = Path(__file__).with_name("results")
+Measure = Callable[[], Awaitable[float]]
+
+log = logging.getLogger("bench")
+
+
+def phase(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+async def interleaved(
+    named: dict[str, tuple[Measure, Measure]], repetitions: int, into: dict[str, list[float]]
+) -> None:
+    """A warm-up of each (discarded), then the repetitions taking turns: A, B, A, B, ..."""
+    for name, (warmup, _) in named.items():
+        phase(f"  warm-up {name}")
+        await warmup()
+    for round_ in range(repetitions):
+        for name, (_, measure) in named.items():
+            value = await measure()
+            into[name].append(value)
+            phase(f"  {name} #{round_ + 1}: {value:,.1f}")
+
+
+async def broker_figures(
+    settings: BenchSettings, resources: Resources, samples: dict[str, list[float]]
+) -> dict[str, Any]:
+    amqp = resources.vhost("mq")
+    order_db = await resources.database("order", migrated_for="order_svc")
+    raw_db = await resources.database("raw")
+    user_db = await resources.database("user", migrated_for="user_svc")
+    s = settings
+    publish, warm = s.publish_messages, max(1, s.publish_messages // 5)
+
+    phase("publishing: plain aio-pika against our relay")
+    await interleaved(
+        {
+            "raw_publish_eps": (
+                lambda: raw_publish.measure(amqp, messages=warm, window=s.publish_window),
+                lambda: raw_publish.measure(amqp, messages=publish, window=s.publish_window),
+            ),
+            "relay_eps": (
+                lambda: relay.measure(order_db, amqp, messages=warm),
+                lambda: relay.measure(order_db, amqp, messages=publish),
+            ),
+        },
+        s.repetitions,
+        samples,
+    )
+
+    phase("consuming: plain aio-pika, FastStream, ours")
+    consume, warm = s.consume_messages, max(1, s.consume_messages // 5)
+    baseline: dict[str, Any] = {
+        "prefetch": s.baseline_prefetch,
+        "pool_size": s.baseline_pool_size,
+        "window": s.publish_window,
+    }
+    users = await consumer.add_users(user_db, s.consumer_users)
+    ours, ours_warm = s.consumer_messages, max(1, s.consumer_messages // 5)
+    await interleaved(
+        {
+            "raw_consume_pg_eps": (
+                lambda: raw_consume.measure(raw_db, amqp, messages=warm, **baseline),
+                lambda: raw_consume.measure(raw_db, amqp, messages=consume, **baseline),
+            ),
+            "faststream_consume_pg_eps": (
+                lambda: faststream_consume.measure(raw_db, amqp, messages=warm, **baseline),
+                lambda: faststream_consume.measure(raw_db, amqp, messages=consume, **baseline),
+            ),
+            "consumer_eps": (
+                lambda: consumer.measure(
+                    user_db, amqp, users, messages=ours_warm, window=s.publish_window
+                ),
+                lambda: consumer.measure(
+                    user_db, amqp, users, messages=ours, window=s.publish_window
+                ),
+            ),
+        },
+        s.repetitions,
+        samples,
+    )
+
+    phase(f"growth: relay draining {s.drain_rows:,} outbox rows")
+    drain_db = await resources.database("drain", migrated_for="order_svc")
+    seconds = await relay.drain(drain_db, amqp, rows=s.drain_rows)
+    phase(f"  {seconds:.1f} s")
+
+    phase(f"growth: our consumer with an inbox of {s.inbox_rows:,} rows against an empty one")
+    empty_db = await resources.database("inbox_empty", migrated_for="user_svc")
+    filled_db = await resources.database("inbox_filled", migrated_for="user_svc")
+    await consumer.fill_inbox(filled_db, s.inbox_rows)
+    rates: dict[str, list[float]] = {"empty": [], "filled": []}
+    empty_users = await consumer.add_users(empty_db, s.consumer_users)
+    filled_users = await consumer.add_users(filled_db, s.consumer_users)
+    for _ in range(s.repetitions):
+        for label, db, who in (
+            ("empty", empty_db, empty_users),
+            ("filled", filled_db, filled_users),
+        ):
+            rate = await consumer.measure(
+                db, amqp, who, messages=s.consumer_messages, window=s.publish_window
+            )
+            rates[label].append(rate)
+            phase(f"  {label}: {rate:,.1f} events/s")
+    return {
+        "outbox_drain": {
+            "rows": s.drain_rows,
+            "seconds": round(seconds, 3),
+            "events_per_s": round(s.drain_rows / seconds, 1),
+        },
+        "inbox": {
+            "rows": s.inbox_rows,
+            "messages_per_repetition": s.consumer_messages,
+            "empty_eps": round(report.median(rates["empty"]), 1),
+            "filled_eps": round(report.median(rates["filled"]), 1),
+            "empty_samples": [round(r, 1) for r in rates["empty"]],
+            "filled_samples": [round(r, 1) for r in rates["filled"]],
+            "filled_over_empty": round(
+                report.median(rates["filled"]) / report.median(rates["empty"]), 3
+            ),
+        },
+    }
+
+
+async def service_figures(
+    settings: BenchSettings,
+    resources: Resources,
+    log_dir: Path,
+    samples: dict[str, list[float]],
+) -> tuple[dict[str, Any], dict[str, Any], float]:
+    s = settings
+    phase("starting user_svc and order_svc")
+    stack: Stack = await start(resources, log_dir)
+    sampler = RssSampler({"user_svc": stack.user_svc.pid, "order_svc": stack.order_svc.pid})
+    sampler.start()
+    try:
+        phase(f"registering and logging in {s.saga_users} users over HTTP")
+        customers = await register(stack, s.saga_users)
+        async with Saga(stack, customers, s.saga_timeout_seconds) as saga:
+            order_id, _, _ = await saga.order(customers[0])
+            token = customers[0].token
+
+            phase("HTTP GET /orders/{id}: bare ASGI endpoint against order_svc (wrk)")
+            order_db = stack_order_db(resources)
+            raw = http.start_raw(resources, order_db, log_dir)
+            await raw.wait_ready(path="/healthz")
+            targets = {"raw_http_get_rps": raw.url, "http_get_rps": stack.order_svc.url}
+            await interleaved(
+                {
+                    name: (
+                        lambda url=url: http.measure(
+                            url, order_id, token, s, seconds=s.http_warmup_seconds
+                        ),
+                        lambda url=url: http.measure(
+                            url, order_id, token, s, seconds=s.http_seconds
+                        ),
+                    )
+                    for name, url in targets.items()
+                },
+                s.repetitions,
+                samples,
+            )
+            resources.processes.remove(raw.process)
+            stop_process(raw.process)
+
+            phase(f"saga, closed loop: {s.saga_clients} clients")
+            windows = await saga.closed_loop(
+                clients=s.saga_clients,
+                warmup=s.saga_warmup_seconds,
+                windows=s.repetitions,
+                seconds=s.saga_seconds,
+            )
+            samples["saga_orders_per_s"].extend(windows)
+            saturation = report.median(windows)
+            phase(f"  orders/s per window: {', '.join(f'{w:,.1f}' for w in windows)}")
+            await saga.settle()
+
+            half = saturation / 2
+            phase(f"saga, open loop at half of that: {half:,.1f} orders/s")
+            open_runs = []
+            for _ in range(s.repetitions):
+                result = await saga.open_loop(rate=half, seconds=s.saga_seconds)
+                open_runs.append(result)
+                samples["saga_p50_ms"].append(result["p50_ms"])
+                samples["saga_p99_ms"].append(result["p99_ms"])
+                phase(f"  p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
+            await saga.settle()
+
+            phase("saga, latency against offered load")
+            points = []
+            for fraction in s.sweep_fractions:
+                result = await saga.open_loop(rate=saturation * fraction, seconds=s.sweep_seconds)
+                result["fraction_of_saturation"] = fraction
+                points.append(result)
+                phase(
+                    f"  {result['offered_per_s']:,.1f}/s: p50 {result['p50_ms']} ms, "
+                    f"p99 {result['p99_ms']} ms, confirmed {result['confirmed']}/{result['sent']}"
+                )
+                await saga.settle()
+    finally:
+        await sampler.stop()
+    details = {
+        "http": {"order_id": order_id, "tool": "wrk"},
+        "saga_open_loop_runs": open_runs,
+        "rss_peak_mb": {k: round(v, 1) for k, v in sampler.peak_mb.items()},
+        "service_logs": str(log_dir),
+    }
+    sweep = {
+        "saturation_orders_per_s": round(saturation, 2),
+        "clients": s.saga_clients,
+        "seconds_per_point": s.sweep_seconds,
+        "points": points,
+    }
+    return details, sweep, sampler.max_mb
+
+
+def stack_order_db(resources: Resources) -> str:
+    return next(url for url in resources.databases if "/bench_stack_order_" in url)
+
+
+async def run(settings: BenchSettings) -> dict[str, Any]:
+    require_wrk()
+    resources = Resources()
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    samples: dict[str, list[float]] = defaultdict(list)
+    started = time.perf_counter()
+    try:
+        machine = await describe()
+        growth_figures = await broker_figures(settings, resources, samples)
+        details, sweep, max_rss = await service_figures(settings, resources, log_dir, samples)
+    finally:
+        phase("removing the bench's databases, vhosts and processes")
+        await resources.release()
+    growth_figures["saga_latency_vs_load"] = sweep
+    growth_figures["quick"] = settings.quick
+    if settings.quick:
+        growth_figures["note"] = (
+            f"quick run: outbox backlog of {settings.drain_rows:,} rows and inbox of "
+            f"{settings.inbox_rows:,} rows instead of 100,000 and 1,000,000"
+        )
+    details["message_bytes"] = typical_size()
+    details["duration_seconds"] = round(time.perf_counter() - started, 1)
+    return report.build_results(
+        repetitions=samples,
+        maxima={"max_rss_mb": max_rss},
+        machine=machine,
+        settings={
+            **settings.as_dict(),
+            "relay_batch_size": relay.BATCH_SIZE,
+            "consumer_prefetch": consumer.PREFETCH,
+            "queues": "quorum",
+            "event_loop": "uvloop",
+        },
+        growth=growth_figures,
+        details=details,
+    )
+
+
+def _interrupt(signum: int, _: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a scaled-down run (< 2 minutes)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # A SIGTERM (make interrupted, CI timeout) unwinds like Ctrl-C, so the clean-up still runs.
+    signal.signal(signal.SIGTERM, _interrupt)
+    settings = QUICK if args.quick else FULL
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        results = runner.run(run(settings))
+    report.write(results, RESULTS / "latest.json")
+    growth.plot(results["growth"], RESULTS / "scaling.png")
+    print(report.markdown(results))
+    phase(f"wrote {RESULTS / 'latest.json'} and {RESULTS / 'scaling.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Baseline `raw_http_get_rps`: a bare ASGI endpoint doing one asyncpg row read and a JSON reply.
+
+`GET /orders/{id}` reads the same order row from the same database as order_svc, and is served
+by uvicorn with exactly the configuration `shared.service.serve` uses (one process, uvicorn's
+default loop and HTTP implementation, no access log). What ours adds on top (FastAPI routing and
+validation, the bearer-token check, middleware, SQLAlchemy, the unit of work, the response
+model) is what `http_get_rps / raw_http_get_rps` prices.
+
+Run as its own process: `python -m bench.baselines.raw_http DATABASE_URL PORT`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import uvicorn
+
+from shared.db import asyncpg_dsn
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+QUERY = (
+    "SELECT id, user_id, status, reason, total, version, created_at, updated_at "
+    "FROM orders WHERE id = $1"
+)
+# The services' engine: pool_size=10, max_overflow=10.
+POOL_MIN, POOL_MAX = 10, 20
+
+
+def _default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+class RawOrders:
+    def __init__(self, database_url: str) -> None:
+        self._dsn = asyncpg_dsn(database_url)
+        self._pool: asyncpg.Pool | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        path: str = scope["path"]
+        if path == "/healthz":
+            await _reply(send, 200, b'{"status":"ok"}')
+            return
+        prefix, _, raw_id = path.rpartition("/")
+        try:
+            order_id = uuid.UUID(raw_id)
+        except ValueError:
+            order_id = None
+        if prefix != "/orders" or order_id is None or self._pool is None:
+            await _reply(send, 404, b'{"title":"Not Found"}')
+            return
+        async with self._pool.acquire() as connection:
+            row = await connection.fetchrow(QUERY, order_id)
+        if row is None:
+            await _reply(send, 404, b'{"title":"Not Found"}')
+            return
+        await _reply(send, 200, json.dumps(dict(row), default=_default).encode())
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._pool = await asyncpg.create_pool(
+                    self._dsn, min_size=POOL_MIN, max_size=POOL_MAX
+                )
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._pool is not None:
+                    await self._pool.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _reply(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def main(argv: list[str]) -> None:
+    database_url, port = argv[1], int(argv[2])
+    config = uvicorn.Config(
+        RawOrders(database_url),
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main(sys.argv)

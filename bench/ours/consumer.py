@@ -1,0 +1,161 @@
+"""`consumer_eps` and the inbox growth figure: `shared.consumer.EventConsumer` with user_svc's real
+handlers, unit of work and tables, over pre-published order.created events.
+
+Wired as `shared.service.Runtime` wires it, with the service's default prefetch and attempt
+limit. The events are spread over many existing users with ample credit, so each one takes the
+full path: validate, claim in the inbox, lock and version-check the user, reserve the credit,
+write the `user.credit_reserved` outbox row, commit, ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+
+import aio_pika
+import asyncpg
+
+from bench.amqp import publish_pipelined, wait_for_depth
+from bench.messages import ORDER_CREATED, amqp_message, order_created
+from broker.topology import TOPOLOGY, USER_SVC_QUEUE, declare
+from shared.consumer import EventConsumer
+from shared.db import asyncpg_dsn, create_engine
+from shared.envelope import encode
+from shared.metrics import Metrics
+from shared.settings import ServiceSettings
+from user_svc.app import SPEC
+from user_svc.models import inbox
+
+PREFETCH: int = ServiceSettings.model_fields["consumer_prefetch"].default
+MAX_ATTEMPTS: int = ServiceSettings.model_fields["handler_max_attempts"].default
+CREDIT_LIMIT = 10**15
+
+
+async def add_users(database_url: str, count: int) -> list[uuid.UUID]:
+    """`count` active users with credit for any number of orders (written as registration would)."""
+    ids = [uuid.uuid4() for _ in range(count)]
+    records = [
+        (i, f"bench-{i.hex}@example.com", "Bench User", "not-a-hash", "active", CREDIT_LIMIT, 0, 1)
+        for i in ids
+    ]
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await connection.copy_records_to_table(
+            "users",
+            records=records,
+            columns=[
+                "id",
+                "email",
+                "name",
+                "password_hash",
+                "status",
+                "credit_limit",
+                "credit_reserved",
+                "version",
+            ],
+        )
+        await connection.execute("ANALYZE users")
+    finally:
+        await connection.close()
+    return ids
+
+
+async def fill_inbox(database_url: str, rows: int) -> None:
+    """`rows` earlier events already processed by this consumer: a week of inbox history."""
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await connection.execute(
+            "INSERT INTO inbox (consumer, event_id, event_type) "
+            "SELECT $1, gen_random_uuid(), $2 FROM generate_series(1, $3)",
+            USER_SVC_QUEUE.name,
+            ORDER_CREATED,
+            rows,
+        )
+        await connection.execute("VACUUM ANALYZE inbox")
+    finally:
+        await connection.close()
+
+
+async def publish_orders(
+    amqp_url: str, users: list[uuid.UUID], *, messages: int, window: int
+) -> None:
+    """Put `messages` order.created events for `users` (round robin) into user_svc's queue."""
+    bodies = [
+        encode(order_created(order_id=uuid.uuid4(), user_id=user))
+        for user, _ in zip(itertools.cycle(users), range(messages), strict=False)
+    ]
+    amqp = await aio_pika.connect(amqp_url)
+    async with amqp:
+        channel = await amqp.channel(publisher_confirms=True)
+        await declare(channel)
+        await channel.declare_queue(USER_SVC_QUEUE.name, passive=True)
+        exchange = await channel.get_exchange(TOPOLOGY.exchange.name)
+        await publish_pipelined(
+            exchange,
+            ((ORDER_CREATED, amqp_message(uuid.uuid4(), body)) for body in bodies),
+            window=window,
+        )
+        await wait_for_depth(channel, USER_SVC_QUEUE.name, messages)
+
+
+async def consume(database_url: str, amqp_url: str, *, messages: int) -> float:
+    """Run the consumer over the waiting events; seconds until `messages` were applied."""
+    engine = create_engine(database_url)
+    metrics = Metrics()
+    consumer = EventConsumer(
+        queue=USER_SVC_QUEUE,
+        handlers=SPEC.handlers,
+        unit_of_work=lambda cause: SPEC.unit_of_work(engine, cause),
+        inbox_table=inbox,
+        metrics=metrics,
+        prefetch=PREFETCH,
+        max_attempts=MAX_ATTEMPTS,
+    )
+    amqp = await aio_pika.connect_robust(amqp_url)
+    try:
+        started = time.perf_counter()
+        await consumer.start(amqp)
+        while (settled := _settled(metrics)) < messages:
+            if _applied(metrics) < settled:
+                raise RuntimeError("some order.created events were not applied: see the DLQ")
+            if time.perf_counter() - started > 600:
+                raise TimeoutError(f"applied {settled} of {messages} events in 600 s")
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - started
+        await consumer.stop()
+    finally:
+        await amqp.close()
+        await engine.dispose()
+    if _applied(metrics) != messages:
+        raise RuntimeError(f"applied {_applied(metrics)} of {messages} events")
+    return elapsed
+
+
+def _applied(metrics: Metrics) -> float:
+    return _count(metrics, "applied")
+
+
+def _settled(metrics: Metrics) -> float:
+    return sum(_count(metrics, o) for o in ("applied", "duplicate", "retried", "dead_lettered"))
+
+
+def _count(metrics: Metrics, outcome: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "consumer_messages_total", {"type": ORDER_CREATED, "outcome": outcome}
+    )
+    return value or 0.0
+
+
+async def measure(
+    database_url: str,
+    amqp_url: str,
+    users: list[uuid.UUID],
+    *,
+    messages: int,
+    window: int,
+) -> float:
+    """One repetition: events per second applied by our consumer."""
+    await publish_orders(amqp_url, users, messages=messages, window=window)
+    return messages / await consume(database_url, amqp_url, messages=messages)

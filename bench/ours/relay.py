@@ -1,0 +1,79 @@
+"""`relay_eps` and the outbox-drain growth figure: `shared.relay.OutboxRelay` draining a pre-filled
+outbox of a real, migrated order_svc database into the real topology (quorum queues).
+
+The relay is wired exactly as `shared.service.Runtime` wires it (same engine factory, batch size
+and exchange) and driven through `publish_pending`, its claim, publish, confirm and mark loop.
+The LISTEN/NOTIFY wake-up and poll timer are left out: with a backlog waiting they add nothing.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import aio_pika
+import asyncpg
+
+from bench.messages import ORDER_CREATED, order_created_body
+from broker.topology import TOPOLOGY, USER_SVC_QUEUE, declare
+from order_svc.models import outbox
+from shared.db import asyncpg_dsn, create_engine
+from shared.metrics import Metrics
+from shared.relay import OutboxRelay
+from shared.settings import ServiceSettings
+
+BATCH_SIZE: int = ServiceSettings.model_fields["relay_batch_size"].default
+POLL_SECONDS: float = ServiceSettings.model_fields["relay_poll_seconds"].default
+
+
+async def fill_outbox(database_url: str, rows: int) -> None:
+    """Append `rows` unpublished order.created rows, as committed orders would have left them."""
+    records = []
+    for _ in range(rows):
+        event_id, body = order_created_body()
+        records.append((event_id, ORDER_CREATED, str(uuid.uuid4()), body))
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await connection.copy_records_to_table(
+            "outbox", records=records, columns=["id", "type", "subject", "body"]
+        )
+        # What autovacuum would have done by the time such a backlog exists.
+        await connection.execute("ANALYZE outbox")
+    finally:
+        await connection.close()
+
+
+async def drain(database_url: str, amqp_url: str, *, rows: int) -> float:
+    """Fill the outbox with `rows` events and return the seconds the relay takes to publish all."""
+    await fill_outbox(database_url, rows)
+    engine = create_engine(database_url)
+    amqp = await aio_pika.connect_robust(amqp_url)
+    try:
+        channel = await amqp.channel()
+        await declare(channel)
+        relay = OutboxRelay(
+            engine=engine,
+            listen_dsn=asyncpg_dsn(database_url),
+            outbox=outbox,
+            amqp=amqp,
+            exchange=TOPOLOGY.exchange.name,
+            metrics=Metrics(),
+            batch_size=BATCH_SIZE,
+            poll_seconds=POLL_SECONDS,
+        )
+        started = time.perf_counter()
+        published = await relay.publish_pending()
+        elapsed = time.perf_counter() - started
+        if published != rows:
+            raise RuntimeError(f"the relay published {published} of {rows} outbox rows")
+        queue = await channel.declare_queue(USER_SVC_QUEUE.name, passive=True)
+        await queue.purge()
+    finally:
+        await amqp.close()
+        await engine.dispose()
+    return elapsed
+
+
+async def measure(database_url: str, amqp_url: str, *, messages: int) -> float:
+    """One repetition: events per second of draining `messages` outbox rows."""
+    return messages / await drain(database_url, amqp_url, rows=messages)

@@ -1,0 +1,178 @@
+"""Turning repetitions into the figures, ratios and verdicts of a run, as JSON and Markdown.
+
+Pure functions only (no I/O but `write`), so the arithmetic that decides pass or fail is unit
+tested without any server. A figure is the median of its repetitions: one slow repetition (a
+checkpoint, a GC pause in the broker) moves a mean but not a median.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+METRICS: tuple[str, ...] = (
+    "raw_publish_eps",
+    "relay_eps",
+    "raw_consume_pg_eps",
+    "faststream_consume_pg_eps",
+    "consumer_eps",
+    "raw_http_get_rps",
+    "http_get_rps",
+    "saga_orders_per_s",
+    "saga_p50_ms",
+    "saga_p99_ms",
+    "max_rss_mb",
+)
+
+UNITS: Mapping[str, str] = {
+    "raw_publish_eps": "events/s",
+    "relay_eps": "events/s",
+    "raw_consume_pg_eps": "events/s",
+    "faststream_consume_pg_eps": "events/s",
+    "consumer_eps": "events/s",
+    "raw_http_get_rps": "requests/s",
+    "http_get_rps": "requests/s",
+    "saga_orders_per_s": "orders/s",
+    "saga_p50_ms": "ms",
+    "saga_p99_ms": "ms",
+    "max_rss_mb": "MiB",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """`numerator` (divided by `denominator` if any) must be `op` `threshold`."""
+
+    numerator: str
+    op: Literal[">=", "<="]
+    threshold: float
+    denominator: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.numerator}/{self.denominator}" if self.denominator else self.numerator
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("relay_eps", ">=", 0.8, "raw_publish_eps"),
+    Target("consumer_eps", ">=", 0.8, "raw_consume_pg_eps"),
+    Target("consumer_eps", ">=", 1.0, "faststream_consume_pg_eps"),
+    Target("http_get_rps", ">=", 0.7, "raw_http_get_rps"),
+    Target("saga_orders_per_s", ">=", 500),
+    Target("saga_p99_ms", "<=", 100),
+    Target("max_rss_mb", "<=", 200),
+)
+
+
+def median(samples: Sequence[float]) -> float:
+    if not samples:
+        raise ValueError("no samples: a figure needs at least one repetition")
+    return float(statistics.median(samples))
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile: an observed value, never an interpolation between two."""
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(fraction * len(ordered) - 1e-9))
+    return float(ordered[rank - 1])
+
+
+def medians(repetitions: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    return {name: median(samples) for name, samples in repetitions.items()}
+
+
+def value_of(target: Target, metrics: Mapping[str, float]) -> float:
+    value = metrics[target.numerator]
+    if target.denominator is None:
+        return value
+    denominator = metrics[target.denominator]
+    # A baseline that did nothing makes any ratio meaningless: report it as failing (0).
+    return value / denominator if denominator > 0 else 0.0
+
+
+def ratios(metrics: Mapping[str, float]) -> dict[str, float]:
+    return {t.name: round(value_of(t, metrics), 4) for t in TARGETS if t.denominator}
+
+
+def evaluate(metrics: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Each target with the value it got and whether it is met."""
+    verdicts = []
+    for target in TARGETS:
+        value = value_of(target, metrics)
+        met = value >= target.threshold if target.op == ">=" else value <= target.threshold
+        verdicts.append(
+            {
+                "name": target.name,
+                "value": round(value, 4),
+                "op": target.op,
+                "threshold": target.threshold,
+                "met": met,
+            }
+        )
+    return verdicts
+
+
+def build_results(
+    *,
+    repetitions: Mapping[str, Sequence[float]],
+    maxima: Mapping[str, float],
+    machine: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    growth: Mapping[str, Any],
+    details: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The whole results document; `metrics` holds every name of METRICS, as numbers.
+
+    `maxima` are figures that are not a median of repetitions but the largest value seen during
+    the run (resident memory).
+    """
+    metrics = {**medians(repetitions), **maxima}
+    missing = [name for name in METRICS if name not in metrics]
+    if missing:
+        raise ValueError(f"no measurement for {missing}")
+    ordered = {name: round(float(metrics[name]), 3) for name in METRICS}
+    return {
+        "metrics": ordered,
+        "units": {name: UNITS[name] for name in METRICS},
+        "ratios": ratios(ordered),
+        "targets": evaluate(ordered),
+        "machine": dict(machine),
+        "settings": dict(settings),
+        "repetitions": {
+            name: [round(s, 3) for s in samples] for name, samples in repetitions.items()
+        },
+        "growth": dict(growth),
+        "details": dict(details),
+    }
+
+
+def markdown(results: Mapping[str, Any]) -> str:
+    metrics: Mapping[str, float] = results["metrics"]
+    repetitions: Mapping[str, Sequence[float]] = results["repetitions"]
+    lines = [
+        "| metric | median | unit | repetitions |",
+        "| --- | ---: | --- | --- |",
+    ]
+    for name in METRICS:
+        samples = repetitions.get(name)
+        shown = ", ".join(f"{s:,.1f}" for s in samples) if samples else "max over the run"
+        lines.append(f"| `{name}` | {metrics[name]:,.1f} | {UNITS[name]} | {shown} |")
+    lines += ["", "| target | value | wanted | met |", "| --- | ---: | --- | --- |"]
+    for verdict in results["targets"]:
+        lines.append(
+            f"| `{verdict['name']}` | {verdict['value']:,.3f} | {verdict['op']} "
+            f"{verdict['threshold']:g} | {'yes' if verdict['met'] else '**no**'} |"
+        )
+    return "\n".join(lines)
+
+
+def write(results: Mapping[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
