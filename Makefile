@@ -5,6 +5,7 @@
 #   make test       lint, format check, mypy, then pytest (PYTEST_ARGS="-k saga -x" to narrow)
 #   make fuzz       fuzzing at full size (FUZZ_EXAMPLES, FUZZ_SEED); `make test` runs a short form
 #   make chaos      fault-injection suite at full size (CHAOS_ORDERS, CHAOS_FAULTS, CHAOS_SEED)
+#   make bench      benchmarks against the real servers -> bench/results/ (QUICK=1: under 2 minutes)
 #   make fmt        format and autofix;  make clean  remove the venv and caches
 
 PYTHON ?= python3
@@ -12,10 +13,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Written last by a successful install, so a failed install is retried on the next run.
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services run test chaos fuzz lint fmt typecheck clean
+.PHONY: help venv services run test chaos fuzz bench lint fmt typecheck clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -72,3 +74,19 @@ clean:
 FUZZ_EXAMPLES ?= 500
 fuzz: venv services
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -m fuzz --timeout=1800 $(PYTEST_ARGS)
+
+# The bench extra (FastStream, matplotlib) and wrk, the C HTTP load generator, only for `make bench`.
+# It creates and removes its own databases and vhost; the servers are left running.
+QUICK ?=
+bench: venv services $(BENCH_STAMP)
+	@command -v wrk >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; \
+		else \
+			echo "error: wrk (HTTP load generator) is missing; run: sudo apt-get install -y wrk" >&2; exit 1; \
+		fi; }
+	$(BIN)/python -m bench $(if $(QUICK),--quick,)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $@

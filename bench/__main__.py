@@ -86,7 +86,7 @@ async def broker_figures(
     )
 
     phase("consuming: plain aio-pika, FastStream, ours")
-    consume, warm = s.consume_messages, max(1, s.consume_messages // 5)
+    consume, consume_warm = s.consume_messages, max(1, s.consume_messages // 5)
     baseline: dict[str, Any] = {
         "prefetch": s.baseline_prefetch,
         "pool_size": s.baseline_pool_size,
@@ -97,11 +97,11 @@ async def broker_figures(
     await interleaved(
         {
             "raw_consume_pg_eps": (
-                lambda: raw_consume.measure(raw_db, amqp, messages=warm, **baseline),
+                lambda: raw_consume.measure(raw_db, amqp, messages=consume_warm, **baseline),
                 lambda: raw_consume.measure(raw_db, amqp, messages=consume, **baseline),
             ),
             "faststream_consume_pg_eps": (
-                lambda: faststream_consume.measure(raw_db, amqp, messages=warm, **baseline),
+                lambda: faststream_consume.measure(raw_db, amqp, messages=consume_warm, **baseline),
                 lambda: faststream_consume.measure(raw_db, amqp, messages=consume, **baseline),
             ),
             "consumer_eps": (

@@ -8,6 +8,7 @@ servers it shares with everyone else.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -70,15 +71,26 @@ class Resources:
         for process in self.processes:
             stop_process(process)
         for url in self.databases:
-            try:
-                await drop_database(url)
-            except Exception as error:
-                log.warning("could not drop %s: %r", url.rsplit("/", 1)[1], error)
+            await _drop_with_retries(url)
         for name in self.vhosts:
             try:
                 rabbitmqctl("delete_vhost", name)
             except subprocess.SubprocessError as error:
                 log.warning("could not delete vhost %s: %r", name, error)
+
+
+async def _drop_with_retries(url: str, attempts: int = 10) -> None:
+    """Drop `url`'s database, waiting out a server restart (another suite may be restarting it)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await drop_database(url)
+        except Exception as error:
+            if attempt == attempts:
+                log.warning("could not drop %s: %r", url.rsplit("/", 1)[1], error)
+                return
+            await asyncio.sleep(2)
+        else:
+            return
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> None:

@@ -52,4 +52,6 @@ async def describe() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "postgresql": postgres,
         "rabbitmq": rabbitmq,
+        # Anything else running skews every figure: this shows whether the machine was quiet.
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }

@@ -25,8 +25,16 @@ from bench.infra import Resources
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery staple"  # noqa: S105 (throwaway users of a throwaway database)
-# Effectively unlimited: the bench logs in many users quickly and places orders without end.
-UNLIMITED_RATE = "1000000/minute"
+# Effectively unlimited: the bench registers and logs in many users from one address.
+NO_RATE_LIMITS = dict.fromkeys(
+    (
+        "LOGIN_RATE_LIMIT",
+        "LOGIN_ACCOUNT_RATE_LIMIT",
+        "REGISTRATION_RATE_LIMIT",
+        "REGISTRATION_ACCOUNT_RATE_LIMIT",
+    ),
+    "1000000/minute",
+)
 CREDIT_LIMIT = 10**15
 
 
@@ -111,19 +119,16 @@ async def start(resources: Resources, log_dir: Path) -> Stack:
     amqp_url = resources.vhost("stack")
     user_db = await resources.database("stack_user")
     order_db = await resources.database("stack_order")
-    common = {
-        "AMQP_URL": amqp_url,
-        "LOG_FORMAT": "json",
-        "ACCESS_TOKEN_TTL_SECONDS": "7200",
-        "LOGIN_RATE_LIMIT": UNLIMITED_RATE,
-        "REGISTRATION_RATE_LIMIT": UNLIMITED_RATE,
-    }
+    common = {"AMQP_URL": amqp_url, "LOG_FORMAT": "json"}
     user_port, order_port = free_port(), free_port()
     user_svc = spawn(
         resources,
         "user_svc",
         {
             **common,
+            **NO_RATE_LIMITS,
+            # Tokens outlive the longest run.
+            "ACCESS_TOKEN_TTL_SECONDS": "7200",
             "USER_SVC_PORT": str(user_port),
             "USER_SVC_DATABASE_URL": user_db,
             "USER_DEFAULT_CREDIT_LIMIT": str(CREDIT_LIMIT),
@@ -134,7 +139,14 @@ async def start(resources: Resources, log_dir: Path) -> Stack:
     order_svc = spawn(
         resources,
         "order_svc",
-        {**common, "ORDER_SVC_PORT": str(order_port), "ORDER_SVC_DATABASE_URL": order_db},
+        {
+            **common,
+            "ORDER_SVC_PORT": str(order_port),
+            "ORDER_SVC_DATABASE_URL": order_db,
+            # Where order_svc finds user_svc's token keys (JWKS).
+            "USER_SVC_PORT": str(user_port),
+            "JWKS_URL": f"http://127.0.0.1:{user_port}/.well-known/jwks.json",
+        },
         order_port,
         log_dir,
     )
