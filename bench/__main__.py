@@ -129,7 +129,7 @@ async def broker_figures(
     rates: dict[str, list[float]] = {"empty": [], "filled": []}
     empty_users = await consumer.add_users(empty_db, s.consumer_users)
     filled_users = await consumer.add_users(filled_db, s.consumer_users)
-    for _ in range(s.repetitions):
+    for _ in range(s.inbox_repetitions):
         for label, db, who in (
             ("empty", empty_db, empty_users),
             ("filled", filled_db, filled_users),

@@ -46,6 +46,8 @@ class BenchSettings:
     # Growth.
     drain_rows: int
     inbox_rows: int
+    # Repetitions of each side (empty, filled) of the inbox comparison.
+    inbox_repetitions: int
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +76,7 @@ FULL = BenchSettings(
     saga_timeout_seconds=15.0,
     drain_rows=100_000,
     inbox_rows=1_000_000,
+    inbox_repetitions=3,
 )
 
 QUICK = BenchSettings(
@@ -99,4 +102,5 @@ QUICK = BenchSettings(
     saga_timeout_seconds=10.0,
     drain_rows=10_000,
     inbox_rows=100_000,
+    inbox_repetitions=1,
 )

@@ -122,7 +122,8 @@ async def consume(database_url: str, amqp_url: str, *, messages: int) -> float:
                 raise RuntimeError("some order.created events were not applied: see the DLQ")
             if time.perf_counter() - started > 600:
                 raise TimeoutError(f"applied {settled} of {messages} events in 600 s")
-            await asyncio.sleep(0.005)
+            # Reading the counter costs the consumer's own CPU: often enough for a 1% resolution.
+            await asyncio.sleep(0.02)
         elapsed = time.perf_counter() - started
         await consumer.stop()
     finally:
@@ -142,10 +143,15 @@ def _settled(metrics: Metrics) -> float:
 
 
 def _count(metrics: Metrics, outcome: str) -> float:
-    value = metrics.registry.get_sample_value(
-        "consumer_messages_total", {"type": ORDER_CREATED, "outcome": outcome}
-    )
-    return value or 0.0
+    """One counter of the consumer's own metrics (collecting only it, not the whole registry)."""
+    for family in metrics.messages_consumed.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total") and sample.labels == {
+                "type": ORDER_CREATED,
+                "outcome": outcome,
+            }:
+                return float(sample.value)
+    return 0.0
 
 
 async def measure(
