@@ -9,6 +9,7 @@ from order_svc import api, handlers, models
 from order_svc.settings import OrderSettings
 from order_svc.uow import unit_of_work
 from shared import service
+from shared.auth import KeySet, RemoteKeys, StaticKeys, load_public_keys
 
 SPEC = service.ServiceSpec(
     name="order_svc",
@@ -27,5 +28,12 @@ SPEC = service.ServiceSpec(
 )
 
 
+def token_keys(settings: OrderSettings) -> KeySet:
+    """Public keys only: from a file when given, else fetched from user_svc's JWKS."""
+    if settings.jwt_public_keys_file is not None:
+        return StaticKeys(load_public_keys(settings.jwt_public_keys_file.read_bytes()))
+    return RemoteKeys(settings.jwks_url)
+
+
 def create_app(settings: OrderSettings) -> FastAPI:
-    return service.create_app(SPEC, settings)
+    return service.create_app(SPEC, settings, token_keys(settings))

@@ -38,3 +38,11 @@ class PreconditionRequired(DomainError):
 
 class StaleVersion(DomainError):
     """The expected version is not the current one: somebody else changed the aggregate first."""
+
+
+class TooManyRequests(DomainError):
+    """The caller went over a rate limit; it may try again after `retry_after` seconds."""
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

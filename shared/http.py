@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import verify_token
+from shared.auth import KeySet, verify_token
 from shared.envelope import TRACEPARENT_PATTERN
 from shared.errors import (
     Conflict,
@@ -38,6 +38,7 @@ from shared.errors import (
     NotFound,
     PreconditionRequired,
     StaleVersion,
+    TooManyRequests,
     Unauthorized,
 )
 from shared.metrics import Metrics
@@ -54,6 +55,7 @@ _STATUS_OF: dict[type[DomainError], tuple[int, str]] = {
     Unauthorized: (401, "Unauthorized"),
     PreconditionRequired: (428, "Precondition Required"),
     StaleVersion: (412, "Precondition Failed"),
+    TooManyRequests: (429, "Too Many Requests"),
 }
 
 
@@ -70,8 +72,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         status, title = next(
             (v for k, v in _STATUS_OF.items() if isinstance(error, k)), (400, "Bad Request")
         )
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return problem(status, title, error.detail, headers=headers)
+        return problem(status, title, error.detail, headers=_headers_for(error))
 
     async def validation_error(_: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
@@ -114,6 +115,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
 
 
+def _headers_for(error: DomainError) -> dict[str, str] | None:
+    if isinstance(error, Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(error, TooManyRequests):
+        return {"Retry-After": str(error.retry_after)}
+    return None
+
+
 def _sqlstate_class(error: DBAPIError) -> str:
     """SQLSTATE class of the driver error: 08 connection exception, 57 operator intervention
     (the server shutting down or still starting up)."""
@@ -149,14 +158,14 @@ _ETAG = re.compile(r'(?:W/)?"(?P<version>[0-9]{1,9})"')
 _bearer = HTTPBearer(auto_error=False, description="Access token from user_svc POST /auth/token")
 
 
-def current_user_id(
+async def current_user_id(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> UUID:
     if credentials is None:
         raise Unauthorized("missing bearer token")
-    secret: str = request.app.state.settings.jwt_secret.get_secret_value()
-    return verify_token(credentials.credentials, secret=secret)
+    keys: KeySet = request.app.state.token_keys
+    return await verify_token(credentials.credentials, keys)
 
 
 CurrentUserId = Annotated[UUID, Depends(current_user_id)]
@@ -309,6 +318,18 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+def problem_response(description: str, **extra: Any) -> dict[str, Any]:
+    """An OpenAPI response entry for a problem a route can answer besides the usual ones."""
+    content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {"description": description, "content": content, **extra}
+
+
+RATE_LIMITED = problem_response(
+    "Too many attempts from this client or for this account",
+    headers={"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+)
 
 
 def document_problems(app: FastAPI) -> None:

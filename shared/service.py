@@ -30,6 +30,7 @@ from tenacity import AsyncRetrying, before_sleep_log, stop_after_delay, wait_exp
 
 from broker.ownership import declare_for_service
 from broker.topology import TOPOLOGY, Queue
+from shared.auth import KeySet
 from shared.consumer import EventConsumer, Handler
 from shared.db import asyncpg_dsn, create_engine, ensure_database, migrate
 from shared.envelope import CloudEvent
@@ -161,12 +162,14 @@ async def _connect(url: str) -> AbstractRobustConnection:
     raise AssertionError("unreachable")
 
 
-def create_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
+def create_app(spec: ServiceSpec, settings: ServiceSettings, token_keys: KeySet) -> FastAPI:
+    """The service's ASGI app; `token_keys` verify the bearer tokens its routes require."""
     engine = create_engine(settings.database_url)
     runtime = Runtime(spec, settings, engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await token_keys.load()
         await runtime.start()
         try:
             yield
@@ -178,6 +181,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings) -> FastAPI:
     app.state.engine = engine
     app.state.unit_of_work = spec.unit_of_work
     app.state.runtime = runtime
+    app.state.token_keys = token_keys
     install_problem_handlers(app)
     document_problems(app)
     install_request_size_limit(app, settings.max_request_bytes)

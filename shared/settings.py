@@ -7,15 +7,10 @@ can run several differently configured services in one process.
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me-0123456789"  # noqa: S105
-
-log = logging.getLogger(__name__)
 
 
 def env(name: str) -> AliasChoices:
@@ -35,12 +30,6 @@ class ServiceSettings(BaseSettings):
     amqp_url: Annotated[str, Field(validation_alias=env("AMQP_URL"))] = (
         "amqp://guest:guest@127.0.0.1:5672/"
     )
-    jwt_secret: Annotated[SecretStr, Field(min_length=32, validation_alias=env("JWT_SECRET"))] = (
-        SecretStr(DEVELOPMENT_JWT_SECRET)
-    )
-    access_token_ttl_seconds: Annotated[
-        int, Field(gt=0, validation_alias=env("ACCESS_TOKEN_TTL_SECONDS"))
-    ] = 900
 
     relay_enabled: Annotated[bool, Field(validation_alias=env("RELAY_ENABLED"))] = True
     relay_batch_size: Annotated[int, Field(gt=0, validation_alias=env("RELAY_BATCH_SIZE"))] = 200
@@ -80,11 +69,3 @@ class ServiceSettings(BaseSettings):
         if self.log_format_override is not None:
             return self.log_format_override
         return "json" if self.app_env == "production" else "console"
-
-    @model_validator(mode="after")
-    def _refuse_development_secret_in_production(self) -> ServiceSettings:
-        if self.jwt_secret.get_secret_value() == DEVELOPMENT_JWT_SECRET:
-            if self.app_env == "production":
-                raise ValueError("JWT_SECRET must be set when APP_ENV=production")
-            log.warning("JWT_SECRET is not set: using the development secret (APP_ENV=development)")
-        return self

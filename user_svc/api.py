@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, Header, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.auth import issue_token
-from shared.errors import NotFound
-from shared.http import CurrentUserId, etag, expected_version
+from shared.auth import SigningKey, StaticKeys
+from shared.errors import NotFound, Unauthorized
+from shared.http import RATE_LIMITED, CurrentUserId, etag, expected_version
 from user_svc import handlers
 from user_svc.domain import User
 from user_svc.passwords import Passwords
 from user_svc.settings import UserSettings
+from user_svc.throttle import Throttles
 from user_svc.uow import UserUnitOfWork, unit_of_work
 
 Email = Annotated[
@@ -69,6 +70,19 @@ class UserPublic(BaseModel):
         )
 
 
+class JsonWebKey(BaseModel):
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: str
+    kid: str
+    alg: Literal["EdDSA"]
+    use: Literal["sig"]
+
+
+class JsonWebKeySet(BaseModel):
+    keys: list[JsonWebKey]
+
+
 class Token(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105
@@ -89,9 +103,20 @@ def _settings(request: Request) -> UserSettings:
     return settings
 
 
+def _throttles(request: Request) -> Throttles:
+    throttles: Throttles = request.app.state.throttles
+    return throttles
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 UnitOfWorkDep = Annotated[UserUnitOfWork, Depends(_unit_of_work)]
 PasswordsDep = Annotated[Passwords, Depends(_passwords)]
 SettingsDep = Annotated[UserSettings, Depends(_settings)]
+ThrottlesDep = Annotated[Throttles, Depends(_throttles)]
+ClientDep = Annotated[str, Depends(_client)]
 IfMatch = Annotated[str | None, Header(description='The ETag you hold, e.g. "3"')]
 
 router = APIRouter(tags=["users"])
@@ -108,14 +133,18 @@ def _own(user_id: UUID, caller: UUID) -> UUID:
     return user_id
 
 
-@router.post("/users", status_code=status.HTTP_201_CREATED)
+@router.post("/users", status_code=status.HTTP_201_CREATED, responses={429: RATE_LIMITED})
 async def register(
     body: UserCreate,
     response: Response,
     uow: UnitOfWorkDep,
     passwords: PasswordsDep,
     settings: SettingsDep,
+    throttles: ThrottlesDep,
+    client: ClientDep,
 ) -> UserPublic:
+    await throttles.registration_per_client.hit(client)
+    await throttles.registration_per_account.hit(body.email)
     user = await handlers.register_user(
         handlers.RegisterUser(
             email=body.email,
@@ -130,20 +159,35 @@ async def register(
     return _respond(user, response)
 
 
-@router.post("/auth/token", tags=["auth"])
+@router.post("/auth/token", tags=["auth"], responses={429: RATE_LIMITED})
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    request: Request,
     uow: UnitOfWorkDep,
     passwords: PasswordsDep,
     settings: SettingsDep,
+    throttles: ThrottlesDep,
+    client: ClientDep,
 ) -> Token:
-    user = await handlers.authenticate(form.username.strip().lower(), form.password, uow, passwords)
-    token = issue_token(
-        user.id,
-        secret=settings.jwt_secret.get_secret_value(),
-        ttl_seconds=settings.access_token_ttl_seconds,
-    )
+    email = form.username.strip().lower()
+    await throttles.login_per_client.hit(client)
+    await throttles.failed_login_per_account.check(email)
+    try:
+        user = await handlers.authenticate(email, form.password, uow, passwords)
+    except Unauthorized:
+        await throttles.failed_login_per_account.hit(email)
+        raise
+    signing_key: SigningKey = request.app.state.signing_key
+    token = signing_key.issue(user.id, ttl_seconds=settings.access_token_ttl_seconds)
     return Token(access_token=token, expires_in=settings.access_token_ttl_seconds)
+
+
+@router.get("/.well-known/jwks.json", tags=["auth"])
+async def jwks(request: Request, response: Response) -> JsonWebKeySet:
+    """The public keys access tokens are signed with, for services that verify them."""
+    keys: StaticKeys = request.app.state.token_keys
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return JsonWebKeySet.model_validate(keys.jwks())
 
 
 @router.get("/users/me")

@@ -6,9 +6,11 @@ from fastapi import FastAPI
 
 from broker.topology import USER_SVC_QUEUE
 from shared import service
+from shared.auth import SigningKey, StaticKeys, load_public_keys
 from user_svc import api, handlers, models
 from user_svc.passwords import Passwords
 from user_svc.settings import UserSettings
+from user_svc.throttle import Throttles
 from user_svc.uow import unit_of_work
 
 SPEC = service.ServiceSpec(
@@ -25,7 +27,21 @@ SPEC = service.ServiceSpec(
 )
 
 
+def signing_key(settings: UserSettings) -> SigningKey:
+    if settings.jwt_private_key_file is not None:
+        return SigningKey.from_pem(settings.jwt_private_key_file.read_bytes())
+    return SigningKey.from_secret(settings.jwt_secret.get_secret_value())
+
+
 def create_app(settings: UserSettings) -> FastAPI:
-    app = service.create_app(SPEC, settings)
+    key = signing_key(settings)
+    published = (
+        load_public_keys(settings.jwt_published_keys_file.read_bytes())
+        if settings.jwt_published_keys_file is not None
+        else []
+    )
+    app = service.create_app(SPEC, settings, StaticKeys([key.public, *published]))
+    app.state.signing_key = key
     app.state.passwords = Passwords()
+    app.state.throttles = Throttles(settings)
     return app

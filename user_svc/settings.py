@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+import limits
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 
 from shared.settings import ServiceSettings, env
+
+DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me-0123456789"  # noqa: S105
+
+log = logging.getLogger(__name__)
+
+
+def _rate(value: str) -> str:
+    """Refuse a malformed limit at start rather than at the first login."""
+    limits.parse(value)
+    return value
+
+
+RateLimit = Annotated[str, AfterValidator(_rate)]
 
 
 class UserSettings(ServiceSettings):
@@ -18,3 +34,43 @@ class UserSettings(ServiceSettings):
     default_credit_limit: Annotated[
         int, Field(ge=0, validation_alias=env("USER_DEFAULT_CREDIT_LIMIT"))
     ] = 100_000
+
+    jwt_private_key_file: Annotated[
+        Path | None, Field(validation_alias=env("JWT_PRIVATE_KEY_FILE"))
+    ] = None
+    jwt_secret: Annotated[SecretStr, Field(min_length=32, validation_alias=env("JWT_SECRET"))] = (
+        SecretStr(DEVELOPMENT_JWT_SECRET)
+    )
+    jwt_published_keys_file: Annotated[
+        Path | None, Field(validation_alias=env("JWT_PUBLISHED_KEYS_FILE"))
+    ] = None
+    access_token_ttl_seconds: Annotated[
+        int, Field(gt=0, le=86_400, validation_alias=env("ACCESS_TOKEN_TTL_SECONDS"))
+    ] = 900
+
+    login_rate_limit: Annotated[RateLimit, Field(validation_alias=env("LOGIN_RATE_LIMIT"))] = (
+        "300/minute"
+    )
+    login_account_rate_limit: Annotated[
+        RateLimit, Field(validation_alias=env("LOGIN_ACCOUNT_RATE_LIMIT"))
+    ] = "10/minute"
+    registration_rate_limit: Annotated[
+        RateLimit, Field(validation_alias=env("REGISTRATION_RATE_LIMIT"))
+    ] = "300/minute"
+    registration_account_rate_limit: Annotated[
+        RateLimit, Field(validation_alias=env("REGISTRATION_ACCOUNT_RATE_LIMIT"))
+    ] = "10/minute"
+
+    @model_validator(mode="after")
+    def _refuse_development_key_in_production(self) -> UserSettings:
+        if self.jwt_private_key_file is None and (
+            self.jwt_secret.get_secret_value() == DEVELOPMENT_JWT_SECRET
+        ):
+            if self.app_env == "production":
+                raise ValueError(
+                    "JWT_PRIVATE_KEY_FILE or JWT_SECRET must be set when APP_ENV=production"
+                )
+            log.warning(
+                "no token signing key configured: using the development key (APP_ENV=development)"
+            )
+        return self

@@ -29,8 +29,7 @@ from typing import Any
 
 import httpx
 
-from shared.auth import issue_token
-from tests.e2e.harness import JWT_SECRET
+from tests.e2e.harness import SIGNING_KEY
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +171,7 @@ class LoadGenerator:
             user_id = uuid.UUID(_expect(me, 200)["id"])
         else:
             user_id = uuid.UUID(_expect(created, 201)["id"])
-        token = issue_token(user_id, secret=JWT_SECRET, ttl_seconds=TOKEN_TTL_SECONDS)
+        token = SIGNING_KEY.issue(user_id, ttl_seconds=TOKEN_TTL_SECONDS)
         return User(user_id, token)
 
     def intents(self, count: int) -> list[OrderIntent]:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from shared.db import drop_database
 from tests.chaos.proxy import TcpProxy
 from tests.conftest import AMQP, POSTGRES, create_vhost, delete_vhost
-from tests.e2e.harness import JWT_SECRET, ServiceProcess, free_port
+from tests.e2e.harness import JWT_SECRET, NO_RATE_LIMITS, SIGNING_KEY, ServiceProcess, free_port
 
 SERVICES = ("user_svc", "order_svc")
 REPLICAS_PER_SERVICE = 2
@@ -66,7 +66,14 @@ class ChaosStack:
     def proxies(self) -> list[TcpProxy]:
         return [p for r in self.replicas for p in (r.database, r.broker)]
 
+    @property
+    def public_keys_file(self) -> Path:
+        """order_svc replicas verify tokens with this file, as a deployment that does not want
+        them to depend on user_svc being up would configure them."""
+        return self.log_dir / "token-keys.pem"
+
     async def start(self) -> None:
+        self.public_keys_file.write_bytes(SIGNING_KEY.public_pem)
         postgres, amqp = make_url(POSTGRES), urlsplit(AMQP)
         for service in SERVICES:
             for number in range(1, REPLICAS_PER_SERVICE + 1):
@@ -103,7 +110,9 @@ class ChaosStack:
             ),
             f"{prefix}_DATABASE_URL": database_url.render_as_string(hide_password=False),
             f"{prefix}_PORT": str(port),
+            **NO_RATE_LIMITS,
             "JWT_SECRET": JWT_SECRET,
+            "JWT_PUBLIC_KEYS_FILE": str(self.public_keys_file),
             "USER_DEFAULT_CREDIT_LIMIT": str(self.credit_limit),
             "RELAY_POLL_SECONDS": "0.5",
             # The checker counts outbox rows: housekeeping must not delete them during the run.

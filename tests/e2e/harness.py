@@ -25,9 +25,21 @@ from typing import Any, TypeVar
 import aio_pika
 import httpx
 
-from shared.auth import issue_token
+from shared.auth import SigningKey
 
 JWT_SECRET = "end-to-end-test-secret-0123456789abcdef"
+# The key user_svc derives from JWT_SECRET: tests mint tokens for users only order_svc knows.
+SIGNING_KEY = SigningKey.from_secret(JWT_SECRET)
+# Test stacks register and log in many users from one address.
+NO_RATE_LIMITS = dict.fromkeys(
+    (
+        "LOGIN_RATE_LIMIT",
+        "LOGIN_ACCOUNT_RATE_LIMIT",
+        "REGISTRATION_RATE_LIMIT",
+        "REGISTRATION_ACCOUNT_RATE_LIMIT",
+    ),
+    "1000000/minute",
+)
 CREDIT_LIMIT = 100_000
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -95,16 +107,14 @@ class Stack:
     order_svc: ServiceProcess = field(init=False)
 
     def __post_init__(self) -> None:
-        common = {
-            "AMQP_URL": self.amqp_url,
-            "JWT_SECRET": JWT_SECRET,
-            "RELAY_POLL_SECONDS": "0.5",
-        }
+        common = {"AMQP_URL": self.amqp_url, "RELAY_POLL_SECONDS": "0.5"}
         user_port, order_port = free_port(), free_port()
         self.user_svc = ServiceProcess(
             "user_svc",
             {
                 **common,
+                **NO_RATE_LIMITS,
+                "JWT_SECRET": JWT_SECRET,
                 "USER_SVC_PORT": str(user_port),
                 "USER_SVC_DATABASE_URL": self.user_db,
                 "USER_DEFAULT_CREDIT_LIMIT": str(CREDIT_LIMIT),
@@ -114,7 +124,12 @@ class Stack:
         )
         self.order_svc = ServiceProcess(
             "order_svc",
-            {**common, "ORDER_SVC_PORT": str(order_port), "ORDER_SVC_DATABASE_URL": self.order_db},
+            {
+                **common,
+                "ORDER_SVC_PORT": str(order_port),
+                "ORDER_SVC_DATABASE_URL": self.order_db,
+                "USER_SVC_PORT": str(user_port),
+            },
             order_port,
             self.log_dir / "order_svc.log",
         )
@@ -202,7 +217,7 @@ def authorized(base_url: str, token: str) -> httpx.AsyncClient:
 
 def token_for(user_id: uuid.UUID) -> str:
     """A valid token for any user id (the tests know the signing secret)."""
-    return issue_token(user_id, secret=JWT_SECRET, ttl_seconds=600)
+    return SIGNING_KEY.issue(user_id, ttl_seconds=600)
 
 
 async def eventually(

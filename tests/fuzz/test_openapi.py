@@ -53,9 +53,10 @@ from starlette.types import Receive, Scope, Send
 
 from order_svc.app import create_app as create_order_app
 from order_svc.settings import OrderSettings
-from shared.auth import issue_token
+from shared.auth import SigningKey
 from shared.db import drop_database
 from tests.conftest import AMQP, new_database
+from tests.e2e.harness import NO_RATE_LIMITS
 from user_svc.app import create_app as create_user_app
 from user_svc.settings import UserSettings
 
@@ -64,6 +65,7 @@ pytestmark = pytest.mark.fuzz
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 SEED = int(os.environ.get("FUZZ_SEED", "20240601"))
 JWT_SECRET = "fuzz-test-secret-0123456789abcdef-0123"
+SIGNING_KEY = SigningKey.from_secret(JWT_SECRET)
 PASSWORD = "correct horse battery"
 
 NO_SERVER_ERROR: list[CheckFunction] = [not_a_server_error]
@@ -161,7 +163,9 @@ async def broker() -> AsyncIterator[AbstractRobustConnection]:
 @pytest.fixture(scope="module")
 async def user_api(broker: AbstractRobustConnection) -> AsyncIterator[Api]:
     url = await new_database("user_svc")
-    app = create_user_app(UserSettings(USER_SVC_DATABASE_URL=url, JWT_SECRET=JWT_SECRET))
+    app = create_user_app(
+        UserSettings(USER_SVC_DATABASE_URL=url, JWT_SECRET=JWT_SECRET, **NO_RATE_LIMITS)
+    )
     app.state.runtime.amqp = broker
     try:
         with serving(app) as (served, client):
@@ -179,11 +183,15 @@ async def user_api(broker: AbstractRobustConnection) -> AsyncIterator[Api]:
 
 
 @pytest.fixture(scope="module")
-async def order_api(broker: AbstractRobustConnection) -> AsyncIterator[Api]:
+async def order_api(
+    broker: AbstractRobustConnection, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Api]:
     url = await new_database("order_svc")
-    app = create_order_app(OrderSettings(ORDER_SVC_DATABASE_URL=url, JWT_SECRET=JWT_SECRET))
+    keys = tmp_path_factory.mktemp("keys") / "token-keys.pem"
+    keys.write_bytes(SIGNING_KEY.public_pem)
+    app = create_order_app(OrderSettings(ORDER_SVC_DATABASE_URL=url, JWT_PUBLIC_KEYS_FILE=keys))
     app.state.runtime.amqp = broker
-    token = issue_token(uuid.uuid4(), secret=JWT_SECRET, ttl_seconds=3600)
+    token = SIGNING_KEY.issue(uuid.uuid4(), ttl_seconds=3600)
     try:
         with serving(app) as (served, client):
             order = client.post(

@@ -8,6 +8,7 @@ between them exactly as the relay would carry them, as the CloudEvent bodies in 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from order_svc import app as order_app
 from order_svc import models as order_models
 from order_svc.settings import OrderSettings
-from shared.auth import issue_token
+from shared.auth import SigningKey
 from shared.consumer import EventConsumer, Outcome
 from shared.db import create_engine
 from shared.metrics import Metrics
@@ -35,7 +36,7 @@ from user_svc.uow import unit_of_work as user_unit_of_work
 
 pytestmark = pytest.mark.integration
 
-SECRET = "tracing-test-secret-0123456789abcdefgh"
+SIGNING_KEY = SigningKey.from_secret("tracing-test-secret-0123456789abcdefgh")
 EXPORTER = InMemorySpanExporter()
 
 
@@ -63,7 +64,7 @@ async def outbox_body(engine: AsyncEngine, table: Table, event_type: str) -> byt
 
 
 async def test_one_trace_runs_from_the_request_through_both_services(
-    engines: tuple[AsyncEngine, AsyncEngine], user_db: str, order_db: str
+    engines: tuple[AsyncEngine, AsyncEngine], user_db: str, order_db: str, tmp_path: Path
 ) -> None:
     user_engine, order_engine = engines
     user = await user_handlers.register_user(
@@ -73,8 +74,10 @@ async def test_one_trace_runs_from_the_request_through_both_services(
         user_unit_of_work(user_engine),
         Passwords(),
     )
+    keys = tmp_path / "token-keys.pem"
+    keys.write_bytes(SIGNING_KEY.public_pem)
     api = order_app.create_app(
-        OrderSettings(ORDER_SVC_DATABASE_URL=order_db, JWT_SECRET=SECRET)  # type: ignore[call-arg]
+        OrderSettings(ORDER_SVC_DATABASE_URL=order_db, JWT_PUBLIC_KEYS_FILE=keys)  # type: ignore[call-arg]
     )
     EXPORTER.clear()
 
@@ -84,9 +87,7 @@ async def test_one_trace_runs_from_the_request_through_both_services(
         response = await client.post(
             "/orders",
             json={"items": [{"sku": "A", "quantity": 1, "unit_price": 100}]},
-            headers={
-                "Authorization": f"Bearer {issue_token(user.id, secret=SECRET, ttl_seconds=60)}"
-            },
+            headers={"Authorization": f"Bearer {SIGNING_KEY.issue(user.id, ttl_seconds=60)}"},
         )
     assert response.status_code == 202
     created = await outbox_body(order_engine, order_models.outbox, "order.created")

@@ -28,7 +28,7 @@ BACKING_SERVICES = ("postgres", "rabbitmq")
 APP_SERVICES = ("user_svc", "order_svc")
 CONTRACT_ENV = {
     "user_svc": ("USER_SVC_DATABASE_URL", "AMQP_URL", "JWT_SECRET", "USER_SVC_PORT"),
-    "order_svc": ("ORDER_SVC_DATABASE_URL", "AMQP_URL", "JWT_SECRET", "ORDER_SVC_PORT"),
+    "order_svc": ("ORDER_SVC_DATABASE_URL", "AMQP_URL", "JWKS_URL", "ORDER_SVC_PORT"),
 }
 
 
@@ -157,6 +157,22 @@ def test_app_service_sets_the_contract_environment(
     missing = [name for name in CONTRACT_ENV[app] if name not in environment_of(services[app])]
 
     assert missing == []
+
+
+def test_order_svc_holds_no_token_signing_secret(services: dict[str, dict[str, Any]]) -> None:
+    environment = environment_of(services["order_svc"])
+
+    assert {"JWT_SECRET", "JWT_PRIVATE_KEY_FILE"}.isdisjoint(environment)
+
+
+def test_order_svc_fetches_token_keys_from_user_svc(services: dict[str, dict[str, Any]]) -> None:
+    jwks_url = urlsplit(environment_of(services["order_svc"])["JWKS_URL"] or "")
+
+    assert (jwks_url.hostname, jwks_url.port, jwks_url.path) == (
+        "user_svc",
+        8001,
+        "/.well-known/jwks.json",
+    )
 
 
 @pytest.mark.parametrize("app", APP_SERVICES)

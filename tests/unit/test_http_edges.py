@@ -1,23 +1,19 @@
-"""The pure helpers at the HTTP edge: If-Match versions, list cursors, access tokens."""
+"""The pure helpers at the HTTP edge: If-Match versions and list cursors."""
 
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from uuid import UUID
 
-import jwt
 import pytest
 
 from order_svc.api import _decode_cursor, _encode_cursor
-from shared.auth import ALGORITHM, AUDIENCE, ISSUER, issue_token, verify_token
-from shared.errors import Invalid, PreconditionRequired, StaleVersion, Unauthorized
+from shared.errors import Invalid, PreconditionRequired, StaleVersion
 from shared.http import etag, expected_version
 
 USER_ID = UUID("00000000-0000-4000-8000-0000000000a1")
 ORDER_ID = UUID("00000000-0000-4000-8000-0000000000b1")
-SECRET = "unit-test-secret-of-at-least-32-bytes-0001"
-OTHER_SECRET = "another-secret-of-at-least-32-bytes-00002"
 
 
 @pytest.mark.parametrize("if_match", [None, "", "   "])
@@ -69,65 +65,3 @@ def test_no_cursor_means_the_first_page() -> None:
 def test_a_cursor_this_api_did_not_issue_is_invalid(cursor: str) -> None:
     with pytest.raises(Invalid, match="cursor"):
         _decode_cursor(cursor)
-
-
-def test_a_token_verifies_to_the_user_it_was_issued_to() -> None:
-    token = issue_token(USER_ID, secret=SECRET, ttl_seconds=60)
-
-    assert verify_token(token, secret=SECRET) == USER_ID
-
-
-def test_an_expired_token_is_unauthorized() -> None:
-    token = issue_token(USER_ID, secret=SECRET, ttl_seconds=-1)
-
-    with pytest.raises(Unauthorized):
-        verify_token(token, secret=SECRET)
-
-
-def test_a_token_signed_with_another_secret_is_unauthorized() -> None:
-    token = issue_token(USER_ID, secret=OTHER_SECRET, ttl_seconds=60)
-
-    with pytest.raises(Unauthorized):
-        verify_token(token, secret=SECRET)
-
-
-def test_an_unsigned_token_with_alg_none_is_unauthorized() -> None:
-    token = jwt.encode(valid_claims(), None, algorithm="none")
-
-    with pytest.raises(Unauthorized):
-        verify_token(token, secret=SECRET)
-
-
-@pytest.mark.parametrize(
-    ("claim", "value"), [("aud", "somebody-else"), ("iss", "order_svc"), ("sub", "not-a-uuid")]
-)
-def test_a_token_with_a_foreign_claim_is_unauthorized(claim: str, value: str) -> None:
-    token = jwt.encode(valid_claims() | {claim: value}, SECRET, algorithm=ALGORITHM)
-
-    with pytest.raises(Unauthorized):
-        verify_token(token, secret=SECRET)
-
-
-def test_a_token_without_an_expiry_is_unauthorized() -> None:
-    claims = valid_claims()
-    del claims["exp"]
-    token = jwt.encode(claims, SECRET, algorithm=ALGORITHM)
-
-    with pytest.raises(Unauthorized):
-        verify_token(token, secret=SECRET)
-
-
-def test_a_malformed_token_is_unauthorized() -> None:
-    with pytest.raises(Unauthorized):
-        verify_token("not.a.token", secret=SECRET)
-
-
-def valid_claims() -> dict[str, object]:
-    now = datetime.now(UTC)
-    return {
-        "sub": str(USER_ID),
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "iat": now,
-        "exp": now + timedelta(minutes=1),
-    }
