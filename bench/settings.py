@@ -72,11 +72,11 @@ FULL = BenchSettings(
     saga_seconds=10.0,
     saga_warmup_seconds=3.0,
     sweep_fractions=(0.1, 0.25, 0.5, 0.7, 0.85, 1.0, 1.2, 1.5),
-    sweep_seconds=8.0,
+    sweep_seconds=6.0,
     saga_timeout_seconds=15.0,
     drain_rows=100_000,
     inbox_rows=1_000_000,
-    inbox_repetitions=3,
+    inbox_repetitions=2,
 )
 
 QUICK = BenchSettings(
