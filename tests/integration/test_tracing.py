@@ -109,6 +109,26 @@ async def test_one_trace_runs_from_the_request_through_both_services(
     assert any(s.kind is trace.SpanKind.SERVER for s in requests)
 
 
+async def test_a_request_continues_the_callers_trace(order_db: str) -> None:
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    api = order_app.create_app(OrderSettings(ORDER_SVC_DATABASE_URL=order_db))  # type: ignore[call-arg]
+    EXPORTER.clear()
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api), base_url="http://order_svc"
+    ) as client:
+        response = await client.get(
+            "/healthz", headers={"traceparent": f"00-{trace_id}-{parent_id}-01"}
+        )
+    await api.state.engine.dispose()
+
+    assert response.status_code == 200
+    spans = [s for s in EXPORTER.get_finished_spans() if s.name == "GET /healthz"]
+    assert {format(s.context.trace_id, "032x") for s in spans} == {trace_id}
+    assert any(s.kind is trace.SpanKind.SERVER for s in spans)
+    assert any((s.attributes or {}).get("http.response.status_code") == 200 for s in spans)
+
+
 def parent_of(span: ReadableSpan) -> int | None:
     return span.parent.span_id if span.parent else None
 
