@@ -10,6 +10,13 @@ For every message, in this order:
 3. Ack only after the commit. A crash before the ack redelivers the message; the inbox makes the
    redelivery a no-op. A crash before the commit rolls everything back; the redelivery applies it.
 
+Messages that are already waiting when a worker becomes free are applied together, up to
+`batch_size`, in one transaction: one inbox insert, the handlers in delivery order, one outbox
+insert, one commit. That divides the fixed cost of a transaction (connection checkout, begin,
+commit and its WAL flush) by the batch, and costs no latency: a worker never waits to fill a
+batch. If anything in a batch fails, the transaction rolls back and each of its messages is
+applied again on its own, so one bad message only ever affects itself.
+
 A failing handler (database down, deadlock, a bug) does not block the queue: the message is
 parked in the queue's delay queue for its attempt (`x-attempt` header counts attempts) and comes
 back after the delay, while the messages behind it go on. After `max_attempts` it goes to the DLQ
@@ -24,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -65,6 +72,15 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True)
+class _Decoded:
+    """A message that passed validation and has a handler here: ready to apply."""
+
+    envelope: CloudEvent
+    data: Any
+    handler: Handler[Any]
+
+
+@dataclass(frozen=True)
 class Result:
     outcome: Outcome
     envelope: CloudEvent | None = None
@@ -92,6 +108,7 @@ class EventConsumer(Generic[U]):
         prefetch: int,
         max_attempts: int,
         max_message_bytes: int = 256 * 1024,
+        batch_size: int = 1,
     ) -> None:
         if set(handlers) != set(queue.bindings):
             raise ValueError(
@@ -106,10 +123,12 @@ class EventConsumer(Generic[U]):
         self._prefetch = prefetch
         self._max_attempts = max_attempts
         self._max_message_bytes = max_message_bytes
+        self._batch_size = batch_size
         self._channel: AbstractChannel | None = None
         self._amqp_queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._delivered: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
 
     @property
     def name(self) -> str:
@@ -124,19 +143,27 @@ class EventConsumer(Generic[U]):
         self._amqp_queue = await self._channel.declare_queue(
             self.queue.name, durable=True, arguments=self.queue.arguments
         )
-        self._consumer_tag = await self._amqp_queue.consume(self._on_message)
+        # Enough workers to keep every prefetched message busy, batches of `batch_size` each.
+        workers = max(1, self._prefetch // self._batch_size)
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"{self.name}-worker-{n}")
+            for n in range(workers)
+        ]
+        self._consumer_tag = await self._amqp_queue.consume(self._deliver)
 
     async def stop(self) -> None:
-        """Stop taking messages, let the in-flight ones finish (and ack), close the channel."""
+        """Stop taking messages, let the delivered ones finish (and ack), close the channel."""
         channel = self._channel
         if channel is None:
             return
         if self._amqp_queue is not None and self._consumer_tag is not None:
             with contextlib.suppress(Exception):
                 await self._amqp_queue.cancel(self._consumer_tag)
-        # In-flight messages still need the channel: to dead-letter and to ack.
-        if self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        # Delivered messages still need the channel: to dead-letter and to ack.
+        await self._delivered.join()
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
         self._channel = None
         with contextlib.suppress(Exception):
             await channel.close()
@@ -147,6 +174,13 @@ class EventConsumer(Generic[U]):
         A message without a content type is judged by its body; one that declares another
         content type than structured CloudEvents JSON is not ours to interpret.
         """
+        decoded = self._decode(body, content_type)
+        if isinstance(decoded, Result):
+            return decoded
+        return await self._apply_one(decoded)
+
+    def _decode(self, body: bytes, content_type: str | None) -> _Decoded | Result:
+        """The message ready to apply, or the INVALID result that dead-letters it."""
         if content_type is not None and content_type != CONTENT_TYPE:
             return Result(
                 Outcome.INVALID,
@@ -175,18 +209,24 @@ class EventConsumer(Generic[U]):
                 reason=f"{self.name} has no handler for {envelope.type}",
                 exception_type="InvalidEvent",
             )
+        return _Decoded(envelope, data, handler)
+
+    async def _apply_one(self, message: _Decoded) -> Result:
+        """One message in its own transaction; a failure is the message's own."""
+        envelope = message.envelope
         try:
-            with (
-                message_context(envelope),
-                continued_span(
-                    f"{envelope.type} process",
-                    traceparent=envelope.traceparent,
-                    kind=SpanKind.CONSUMER,
-                ) as span,
-            ):
-                span.set_attribute("messaging.destination.name", self.queue.name)
-                span.set_attribute("messaging.message.id", str(envelope.id))
-                applied = await self._apply(handler, data, envelope)
+            async with self._unit_of_work(envelope) as uow:
+                claimed = await inbox.claim(
+                    uow.connection,
+                    self._inbox,
+                    consumer=self.name,
+                    event_id=envelope.id,
+                    event_type=envelope.type,
+                )
+                if not claimed:
+                    return Result(Outcome.DUPLICATE, envelope=envelope)
+                await self._run_handler(message, uow)
+                await uow.commit()
         except Exception as error:
             return Result(
                 Outcome.FAILED,
@@ -194,33 +234,94 @@ class EventConsumer(Generic[U]):
                 reason=f"{type(error).__name__}: {error}"[:1000],
                 exception_type=type(error).__name__,
             )
-        return Result(Outcome.APPLIED if applied else Outcome.DUPLICATE, envelope=envelope)
+        return Result(Outcome.APPLIED, envelope=envelope)
 
-    async def _apply(self, handler: Handler[U], data: Any, envelope: CloudEvent) -> bool:
-        async with self._unit_of_work(envelope) as uow:
-            claimed = await inbox.claim(
+    async def _apply_batch(self, messages: Sequence[_Decoded]) -> list[Result]:
+        """Several messages in one transaction, in delivery order; raises if any one fails."""
+        async with self._unit_of_work(messages[0].envelope) as uow:
+            unclaimed = await inbox.claim_many(
                 uow.connection,
                 self._inbox,
                 consumer=self.name,
-                event_id=envelope.id,
-                event_type=envelope.type,
+                events=[(m.envelope.id, m.envelope.type) for m in messages],
             )
-            if not claimed:
-                return False
-            await handler(data, envelope, uow)
+            results = []
+            for message in messages:
+                envelope = message.envelope
+                # An id delivered twice in one batch is claimed once: the first copy applies.
+                if envelope.id not in unclaimed:
+                    results.append(Result(Outcome.DUPLICATE, envelope=envelope))
+                    continue
+                unclaimed.discard(envelope.id)
+                uow.cause = envelope
+                await self._run_handler(message, uow)
+                results.append(Result(Outcome.APPLIED, envelope=envelope))
             await uow.commit()
-            return True
+        return results
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._in_flight.add(task)
+    async def _run_handler(self, message: _Decoded, uow: U) -> None:
+        envelope = message.envelope
+        with (
+            message_context(envelope),
+            continued_span(
+                f"{envelope.type} process",
+                traceparent=envelope.traceparent,
+                kind=SpanKind.CONSUMER,
+            ) as span,
+        ):
+            span.set_attribute("messaging.destination.name", self.queue.name)
+            span.set_attribute("messaging.message.id", str(envelope.id))
+            await message.handler(message.data, envelope, uow)
+
+    async def _deliver(self, message: AbstractIncomingMessage) -> None:
+        self._delivered.put_nowait(message)
+
+    async def _work(self) -> None:
+        while True:
+            batch = [await self._delivered.get()]
+            while len(batch) < self._batch_size and not self._delivered.empty():
+                batch.append(self._delivered.get_nowait())
+            try:
+                await self._process(batch)
+            except Exception:
+                # A bug here must not kill the worker; the broker redelivers what is unsettled.
+                log.exception("could not process a batch of %d messages", len(batch))
+                for message in batch:
+                    with contextlib.suppress(Exception):
+                        await message.nack(requeue=True)
+            finally:
+                for _ in batch:
+                    self._delivered.task_done()
+
+    async def _process(self, batch: Sequence[AbstractIncomingMessage]) -> None:
         started = time.perf_counter()
-        attempt = _attempt(message)
+        decoded = [self._decode(m.body, m.content_type) for m in batch]
+        ready = [d for d in decoded if isinstance(d, _Decoded)]
+        applied: dict[int, Result] = {}
+        if len(ready) > 1:
+            try:
+                applied = dict(zip(map(id, ready), await self._apply_batch(ready), strict=True))
+            except Exception as error:
+                log.info(
+                    "a batch of %d messages failed (%s: %s); applying them one by one",
+                    len(ready),
+                    type(error).__name__,
+                    error,
+                )
+        for message, outcome in zip(batch, decoded, strict=True):
+            if isinstance(outcome, _Decoded):
+                result = applied.get(id(outcome)) or await self._apply_one(outcome)
+            else:
+                result = outcome
+            await self._finish(message, result, started)
+
+    async def _finish(
+        self, message: AbstractIncomingMessage, result: Result, started: float
+    ) -> None:
+        """Settle (retry or dead-letter) and ack one message, then count it."""
         try:
-            result = await self.handle(message.body, message.content_type)
             with message_context(result.envelope) if result.envelope else nullcontext():
-                settled = await self._settle(message, result, attempt)
+                settled = await self._settle(message, result, _attempt(message))
             await message.ack()
         except Exception:
             # Could not even park or dead-letter it (broker or channel trouble): give it back.
@@ -229,9 +330,6 @@ class EventConsumer(Generic[U]):
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
             return
-        finally:
-            if task is not None:
-                self._in_flight.discard(task)
         self._metrics.messages_consumed.labels(result.event_type, settled).inc()
         self._metrics.handler_duration.labels(result.event_type).observe(
             time.perf_counter() - started

@@ -121,6 +121,7 @@ class Runtime:
                 inbox_table=spec.inbox,
                 metrics=self.metrics,
                 prefetch=settings.consumer_prefetch,
+                batch_size=settings.consumer_batch_size,
                 max_attempts=settings.handler_max_attempts,
                 max_message_bytes=settings.max_message_bytes,
             )

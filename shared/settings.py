@@ -54,7 +54,10 @@ class ServiceSettings(BaseSettings):
     )
 
     consumers_enabled: Annotated[bool, Field(validation_alias=env("CONSUMERS_ENABLED"))] = True
-    consumer_prefetch: Annotated[int, Field(gt=0, validation_alias=env("CONSUMER_PREFETCH"))] = 32
+    consumer_prefetch: Annotated[int, Field(gt=0, validation_alias=env("CONSUMER_PREFETCH"))] = 64
+    consumer_batch_size: Annotated[
+        int, Field(gt=0, le=1000, validation_alias=env("CONSUMER_BATCH_SIZE"))
+    ] = 16
     handler_max_attempts: Annotated[
         int, Field(gt=0, validation_alias=env("HANDLER_MAX_ATTEMPTS"))
     ] = 5

@@ -1,9 +1,11 @@
 """The unit of work: one database transaction, rolled back unless explicitly committed.
 
-It owns the transaction and the events raised during it. `commit()` wraps each raised event in
-its CloudEvent envelope (linking it to the event or request that caused it), appends them to the
-outbox, and commits state and events together: there is no window in which one exists without
-the other. Services subclass it to expose their repositories on the same connection.
+It owns the transaction and the events raised during it. Each raised event is wrapped in its
+CloudEvent envelope when it is raised, linked to the event or request that caused it (`cause`,
+and the trace that is current then), so one transaction can apply a batch of messages, each
+with its own cause. `commit()` appends them to the outbox and commits state and events
+together: there is no window in which one exists without the other. Services subclass it to
+expose their repositories on the same connection.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class UnitOfWork:
         self._source = source
         self.cause = cause
         self._connection: AsyncConnection | None = None
-        self._raised: list[DomainEvent] = []
+        self._raised: list[CloudEvent] = []
 
     @property
     def connection(self) -> AsyncConnection:
@@ -62,15 +64,14 @@ class UnitOfWork:
             await connection.close()
 
     def emit(self, *events: DomainEvent) -> None:
-        self._raised.extend(events)
+        traceparent = current_traceparent()
+        self._raised.extend(
+            wrap(e, source=self._source, cause=self.cause, traceparent=traceparent) for e in events
+        )
 
     async def commit(self) -> list[CloudEvent]:
         """Commit the state change and its events together; return the envelopes written."""
-        traceparent = current_traceparent()
-        envelopes = [
-            wrap(e, source=self._source, cause=self.cause, traceparent=traceparent)
-            for e in self._raised
-        ]
+        envelopes = self._raised
         await outbox.append(self.connection, self._outbox, envelopes)
         await self.connection.commit()
         self._raised = []

@@ -104,10 +104,13 @@ async def _current(uow: UserUnitOfWork, user_id: UUID, expected_version: int) ->
 
 
 async def on_order_created(event: OrderCreated, _: CloudEvent, uow: UserUnitOfWork) -> None:
-    """Saga step 1: reserve the order's total, or reject it with a reason."""
+    """Saga step 1: reserve the order's total, or reject it with a reason.
+
+    The decision is recorded by inserting the order's reservation row; if one is already
+    there (decided before, or cancelled before we got here), the insert does nothing and
+    neither does this handler: the user's changes are only in memory until saved.
+    """
     user = await uow.users.get(event.user_id, for_update=True)
-    if await uow.reservations.get(event.order_id) is not None:
-        return  # already decided, or cancelled before we got here: nothing more to do
     if user is None:
         reservation, rejected = reject_unknown_user(
             order_id=event.order_id, user_id=event.user_id, amount=event.total

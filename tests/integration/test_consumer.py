@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 
 import aio_pika
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broker.topology import ORDER_SVC_QUEUE, TOPOLOGY, Queue, declare
@@ -47,6 +47,8 @@ def consumer_of(
     queue: Queue = ORDER_SVC_QUEUE,
     handlers: Mapping[str, Handler[OrderUnitOfWork]] = SPEC.handlers,
     max_attempts: int = MAX_ATTEMPTS,
+    prefetch: int = 10,
+    batch_size: int = 1,
 ) -> EventConsumer[OrderUnitOfWork]:
     return EventConsumer(
         queue=queue,
@@ -54,8 +56,9 @@ def consumer_of(
         unit_of_work=lambda cause: unit_of_work(engine, cause),
         inbox_table=inbox,
         metrics=Metrics(),
-        prefetch=10,
+        prefetch=prefetch,
         max_attempts=max_attempts,
+        batch_size=batch_size,
     )
 
 
@@ -188,3 +191,100 @@ async def test_on_the_broker_a_malformed_message_goes_to_the_dlq_and_the_next_on
         channel = await connection.channel()
         main = await channel.declare_queue(ORDER_SVC_QUEUE.name, passive=True)
         assert main.declaration_result.message_count == 0
+
+
+class GatedBatches:
+    """One worker taking batches of up to 8, whose first message waits at a gate until the
+    others are delivered and buffered: what follows it is then one batch, deterministically."""
+
+    def __init__(
+        self, engine: AsyncEngine, amqp_url: str, handler: Handler[OrderUnitOfWork]
+    ) -> None:
+        self.gate = asyncio.Event()
+
+        async def gated(event: UserRegistered, envelope: CloudEvent, uow: OrderUnitOfWork) -> None:
+            await self.gate.wait()
+            await handler(event, envelope, uow)
+
+        self.amqp_url = amqp_url
+        self.consumer = consumer_of(
+            engine,
+            handlers={**SPEC.handlers, "user.registered": gated},
+            max_attempts=1,
+            prefetch=8,
+            batch_size=8,
+        )
+
+    async def run(self, bodies: list[bytes]) -> None:
+        connection = await aio_pika.connect_robust(self.amqp_url)
+        async with connection:
+            await declare(await connection.channel(), TOPOLOGY)
+            await self.consumer.start(connection)
+            try:
+                for body in bodies:
+                    await publish(self.amqp_url, "user.registered", body)
+                channel = await connection.channel()
+
+                async def all_delivered() -> bool:
+                    queue = await channel.declare_queue(ORDER_SVC_QUEUE.name, passive=True)
+                    return queue.declaration_result.message_count == 0
+
+                await eventually(all_delivered, timeout=10, what="every message delivered")
+                self.gate.set()
+            # Stopping waits for every delivered message to be settled.
+
+            finally:
+                await asyncio.wait_for(self.consumer.stop(), timeout=10)
+
+
+async def transactions_in_inbox(engine: AsyncEngine) -> int:
+    """How many transactions wrote the inbox rows (PostgreSQL stamps each row's `xmin`)."""
+    async with engine.connect() as connection:
+        return int(
+            await connection.scalar(text("SELECT count(DISTINCT xmin::text) FROM inbox")) or 0
+        )
+
+
+async def test_messages_waiting_together_are_applied_in_one_transaction(
+    engine: AsyncEngine, amqp_url: str
+) -> None:
+    users = [uuid.uuid4() for _ in range(5)]
+    batches = GatedBatches(engine, amqp_url, order_handlers.on_user_registered)
+
+    await batches.run([registered(u) for u in users])
+
+    assert [await customer(engine, u) is not None for u in users] == [True] * 5
+    # The first message alone (it held the gate), then the four waiting behind it together.
+    assert await transactions_in_inbox(engine) == 2
+
+
+async def test_a_failing_message_in_a_batch_fails_alone(engine: AsyncEngine, amqp_url: str) -> None:
+    users = [uuid.uuid4() for _ in range(5)]
+    poisoned = users[3]
+
+    async def fails_for_one(
+        event: UserRegistered, envelope: CloudEvent, uow: OrderUnitOfWork
+    ) -> None:
+        if event.user_id == poisoned:
+            raise LookupError("this one is broken")
+        await order_handlers.on_user_registered(event, envelope, uow)
+
+    await GatedBatches(engine, amqp_url, fails_for_one).run([registered(u) for u in users])
+
+    applied = [u for u in users if await customer(engine, u) is not None]
+    assert applied == [u for u in users if u != poisoned]
+    [dead] = await dead_letters(amqp_url, ORDER_SVC_QUEUE.dead_letter_queue)
+    assert dead.headers["x-exception-type"] == "LookupError"
+
+
+async def test_an_event_delivered_twice_in_one_batch_has_its_effect_once(
+    engine: AsyncEngine, amqp_url: str
+) -> None:
+    first, twice = uuid.uuid4(), uuid.uuid4()
+    duplicate = registered(twice)
+    batches = GatedBatches(engine, amqp_url, order_handlers.on_user_registered)
+
+    await batches.run([registered(first), duplicate, duplicate])
+
+    assert await customer(engine, twice) is not None
+    assert await inbox_rows(engine) == 2
