@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -277,6 +278,7 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
         )
     details["message_bytes"] = typical_size()
     details["duration_seconds"] = round(time.perf_counter() - started, 1)
+    details["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return report.build_results(
         repetitions=samples,
         maxima={"max_rss_mb": max_rss},
