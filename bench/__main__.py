@@ -287,6 +287,7 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
             **settings.as_dict(),
             "relay_batch_size": relay.BATCH_SIZE,
             "consumer_prefetch": consumer.PREFETCH,
+            "consumer_batch_size": consumer.BATCH_SIZE,
             "queues": "quorum",
             "event_loop": "uvloop",
         },

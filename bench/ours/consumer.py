@@ -30,6 +30,7 @@ from user_svc.models import inbox
 
 PREFETCH: int = ServiceSettings.model_fields["consumer_prefetch"].default
 MAX_ATTEMPTS: int = ServiceSettings.model_fields["handler_max_attempts"].default
+BATCH_SIZE: int = ServiceSettings.model_fields["consumer_batch_size"].default
 CREDIT_LIMIT = 10**15
 
 
@@ -112,6 +113,7 @@ async def consume(database_url: str, amqp_url: str, *, messages: int) -> float:
         metrics=metrics,
         prefetch=PREFETCH,
         max_attempts=MAX_ATTEMPTS,
+        batch_size=BATCH_SIZE,
     )
     amqp = await aio_pika.connect_robust(amqp_url)
     try:
