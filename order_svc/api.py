@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from order_svc import handlers
 from order_svc.domain import Item, OrderStatus
+from order_svc.queries import OrderQueries
 from order_svc.uow import OrderUnitOfWork, unit_of_work
 from shared.errors import Invalid
 from shared.http import CurrentUserId, etag, expected_version
@@ -85,7 +86,13 @@ def _unit_of_work(request: Request) -> OrderUnitOfWork:
     return unit_of_work(request.app.state.engine)
 
 
+def _queries(request: Request) -> OrderQueries:
+    queries: OrderQueries = request.app.state.queries
+    return queries
+
+
 UnitOfWorkDep = Annotated[OrderUnitOfWork, Depends(_unit_of_work)]
+QueriesDep = Annotated[OrderQueries, Depends(_queries)]
 IfMatch = Annotated[str | None, Header(description='The ETag you hold, e.g. "3"')]
 IdempotencyKey = Annotated[
     str | None,
@@ -127,9 +134,10 @@ async def place_order(
 
 @router.get("/orders/{order_id}")
 async def read_order(
-    order_id: UUID, caller: CurrentUserId, response: Response, uow: UnitOfWorkDep
+    order_id: UUID, caller: CurrentUserId, response: Response, queries: QueriesDep
 ) -> OrderPublic:
-    return _respond(await handlers.get_order(order_id, caller, uow), response)
+    view = handlers.visible_to(await queries.order(order_id), order_id, caller)
+    return _respond(view, response)
 
 
 @router.get("/orders")

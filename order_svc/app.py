@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from broker.topology import ORDER_SVC_QUEUE
 from order_svc import api, handlers, models
+from order_svc.queries import OrderQueries
 from order_svc.settings import OrderSettings
 from order_svc.uow import unit_of_work
 from shared import service
@@ -36,4 +37,6 @@ def token_keys(settings: OrderSettings) -> KeySet:
 
 
 def create_app(settings: OrderSettings) -> FastAPI:
-    return service.create_app(SPEC, settings, token_keys(settings))
+    app = service.create_app(SPEC, settings, token_keys(settings))
+    app.state.queries = OrderQueries(app.state.engine)
+    return app

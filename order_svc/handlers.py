@@ -90,12 +90,11 @@ async def _replay(command: PlaceOrder, uow: OrderUnitOfWork) -> OrderView | None
     return OrderView(order=order, customer=await uow.customers.get(command.user_id))
 
 
-async def get_order(order_id: UUID, user_id: UUID, uow: OrderUnitOfWork) -> OrderView:
-    async with uow:
-        order = await uow.orders.get(order_id)
-        if order is None or order.user_id != user_id:
-            raise NotFound(f"order {order_id} not found")
-        return OrderView(order=order, customer=await uow.customers.get(user_id))
+def visible_to(view: OrderView | None, order_id: UUID, user_id: UUID) -> OrderView:
+    """The order if it is the caller's; another user's order does not exist for them."""
+    if view is None or view.order.user_id != user_id:
+        raise NotFound(f"order {order_id} not found")
+    return view
 
 
 async def list_orders(

@@ -181,8 +181,39 @@ class RemoteKeys:
         return self._keys.get(kid)
 
 
+class TokenVerifier:
+    """`verify_token` with a memory of tokens already verified, until they expire.
+
+    A client sends the same token with every request for its lifetime; checking its signature
+    once is enough, since a verified token cannot change. The memory is bounded (oldest first
+    out). The price: a key withdrawn from the key set stops working for new tokens at once, but
+    tokens it signed that were already seen stay valid until they expire (at most
+    `ACCESS_TOKEN_TTL_SECONDS`); restart the verifying service to cut that short.
+    """
+
+    def __init__(self, keys: KeySet, *, capacity: int = 10_000) -> None:
+        self.keys = keys
+        self._capacity = capacity
+        self._verified: dict[str, tuple[UUID, float]] = {}
+
+    async def user_id(self, token: str) -> UUID:
+        known = self._verified.get(token)
+        if known is not None and known[1] > time.time():
+            return known[0]
+        self._verified.pop(token, None)
+        user_id, expires = await _verify(token, self.keys)
+        if len(self._verified) >= self._capacity:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (user_id, expires)
+        return user_id
+
+
 async def verify_token(token: str, keys: KeySet) -> UUID:
     """The user id the token was issued to, or Unauthorized."""
+    return (await _verify(token, keys))[0]
+
+
+async def _verify(token: str, keys: KeySet) -> tuple[UUID, float]:
     try:
         header = jwt.get_unverified_header(token)
         kid = header.get("kid")
@@ -199,6 +230,6 @@ async def verify_token(token: str, keys: KeySet) -> UUID:
             issuer=ISSUER,
             options={"require": ["exp", "sub", "iss", "aud"]},
         )
-        return UUID(claims["sub"])
+        return UUID(claims["sub"]), float(claims["exp"])
     except (jwt.PyJWTError, ValueError) as error:
         raise Unauthorized("invalid or expired access token") from error

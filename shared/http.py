@@ -25,11 +25,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import KeySet, verify_token
+from shared.auth import TokenVerifier
 from shared.envelope import TRACEPARENT_PATTERN
 from shared.errors import (
     Conflict,
@@ -109,7 +110,18 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     app.add_exception_handler(DomainError, domain_error)
+
+    async def pool_exhausted(_: Request, error: Exception) -> Response:
+        log.warning("no database connection free while serving a request: %s", error)
+        return problem(
+            503,
+            "Service Unavailable",
+            "every database connection is busy; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+
     app.add_exception_handler(DBAPIError, dependency_down)
+    app.add_exception_handler(PoolTimeout, pool_exhausted)
     app.add_exception_handler(OSError, dependency_down)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -164,8 +176,8 @@ async def current_user_id(
 ) -> UUID:
     if credentials is None:
         raise Unauthorized("missing bearer token")
-    keys: KeySet = request.app.state.token_keys
-    return await verify_token(credentials.credentials, keys)
+    tokens: TokenVerifier = request.app.state.tokens
+    return await tokens.user_id(credentials.credentials)
 
 
 CurrentUserId = Annotated[UUID, Depends(current_user_id)]

@@ -30,7 +30,7 @@ from tenacity import AsyncRetrying, before_sleep_log, stop_after_delay, wait_exp
 
 from broker.ownership import declare_for_service
 from broker.topology import TOPOLOGY, Queue
-from shared.auth import KeySet
+from shared.auth import KeySet, TokenVerifier
 from shared.consumer import EventConsumer, Handler
 from shared.db import asyncpg_dsn, create_engine, ensure_database, migrate
 from shared.envelope import CloudEvent
@@ -165,7 +165,7 @@ async def _connect(url: str) -> AbstractRobustConnection:
 
 def create_app(spec: ServiceSpec, settings: ServiceSettings, token_keys: KeySet) -> FastAPI:
     """The service's ASGI app; `token_keys` verify the bearer tokens its routes require."""
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     runtime = Runtime(spec, settings, engine)
 
     @contextlib.asynccontextmanager
@@ -183,6 +183,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, token_keys: KeySet)
     app.state.unit_of_work = spec.unit_of_work
     app.state.runtime = runtime
     app.state.token_keys = token_keys
+    app.state.tokens = TokenVerifier(token_keys)
     install_problem_handlers(app)
     document_problems(app)
     install_request_size_limit(app, settings.max_request_bytes)
@@ -231,6 +232,7 @@ def serve(settings: S, *, package: str, app: Callable[[S], FastAPI]) -> None:
         host=settings.host,
         port=settings.port,
         log_config=None,
+        access_log=settings.access_log,
         timeout_graceful_shutdown=10,
     )
     _Server(config).run()

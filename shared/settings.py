@@ -31,6 +31,10 @@ class ServiceSettings(BaseSettings):
         "amqp://guest:guest@127.0.0.1:5672/"
     )
 
+    database_pool_size: Annotated[
+        int, Field(gt=0, le=1000, validation_alias=env("DATABASE_POOL_SIZE"))
+    ] = 20
+
     relay_enabled: Annotated[bool, Field(validation_alias=env("RELAY_ENABLED"))] = True
     relay_batch_size: Annotated[int, Field(gt=0, validation_alias=env("RELAY_BATCH_SIZE"))] = 200
     relay_poll_seconds: Annotated[
@@ -62,6 +66,7 @@ class ServiceSettings(BaseSettings):
         int, Field(gt=0, validation_alias=env("HANDLER_MAX_ATTEMPTS"))
     ] = 5
 
+    access_log: Annotated[bool, Field(validation_alias=env("ACCESS_LOG"))] = False
     log_format_override: Annotated[
         Literal["json", "console"] | None, Field(validation_alias=env("LOG_FORMAT"))
     ] = None

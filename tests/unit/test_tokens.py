@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -22,6 +23,7 @@ from shared.auth import (
     ISSUER,
     SigningKey,
     StaticKeys,
+    TokenVerifier,
     load_public_keys,
     public_jwk,
     verify_token,
@@ -202,3 +204,54 @@ def test_every_public_key_of_a_concatenated_pem_file_is_read() -> None:
 def test_a_public_key_file_without_keys_is_refused() -> None:
     with pytest.raises(ValueError, match="no PEM public key"):
         load_public_keys(b"")
+
+
+class CountingKeys(StaticKeys):
+    """A key set that counts how often a signature needed a key."""
+
+    def __init__(self) -> None:
+        super().__init__([KEY.public])
+        self.lookups = 0
+
+    async def key(self, kid: str) -> Ed25519PublicKey | None:
+        self.lookups += 1
+        return await super().key(kid)
+
+
+async def test_a_token_seen_before_is_not_verified_again() -> None:
+    keys = CountingKeys()
+    tokens = TokenVerifier(keys)
+    token = KEY.issue(USER_ID, ttl_seconds=60)
+
+    assert [await tokens.user_id(token) for _ in range(3)] == [USER_ID] * 3
+    assert keys.lookups == 1
+
+
+async def test_a_remembered_token_is_refused_once_it_expires() -> None:
+    tokens = TokenVerifier(KEYS)
+    token = KEY.issue(USER_ID, ttl_seconds=1)
+    await tokens.user_id(token)
+
+    await asyncio.sleep(1.1)  # the token's whole lifetime: what is being tested is its end
+
+    with pytest.raises(Unauthorized):
+        await tokens.user_id(token)
+
+
+async def test_a_refused_token_is_refused_every_time() -> None:
+    tokens = TokenVerifier(KEYS)
+    token = OTHER_KEY.issue(USER_ID, ttl_seconds=60)
+
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            await tokens.user_id(token)
+
+
+async def test_the_memory_of_verified_tokens_is_bounded() -> None:
+    keys = CountingKeys()
+    tokens = TokenVerifier(keys, capacity=2)
+    first, second, third = (KEY.issue(USER_ID, ttl_seconds=60 + n) for n in range(3))
+    for token in (first, second, third, first):
+        await tokens.user_id(token)
+
+    assert keys.lookups == 4

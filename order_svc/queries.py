@@ -1,0 +1,85 @@
+"""Reads that answer HTTP queries: one statement each, outside any transaction.
+
+A single statement already sees one consistent snapshot, so a read needs no BEGIN and no
+ROLLBACK; with the order, its items (aggregated as JSON) and the customer's replica joined in
+one statement, `GET /orders/{id}` costs one round trip to PostgreSQL instead of five.
+Writes never come here: they go through the unit of work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import JSON, func, literal, select, type_coerce
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from order_svc.domain import Customer, Item, Order, OrderStatus
+from order_svc.handlers import OrderView
+from order_svc.models import customers, order_items, orders
+from shared.events import CreditRejectionReason
+
+_ITEMS = (
+    select(
+        type_coerce(
+            func.coalesce(
+                func.json_agg(
+                    aggregate_order_by(
+                        func.json_build_array(
+                            order_items.c.sku, order_items.c.quantity, order_items.c.unit_price
+                        ),
+                        order_items.c.position,
+                    )
+                ),
+                literal("[]", JSON),
+            ),
+            JSON,
+        )
+    )
+    .where(order_items.c.order_id == orders.c.id)
+    .scalar_subquery()
+)
+
+_ORDER_VIEW = select(
+    orders,
+    _ITEMS.label("items"),
+    customers.c.name.label("customer_name"),
+    customers.c.status.label("customer_status"),
+    customers.c.version.label("customer_version"),
+).outerjoin(customers, customers.c.id == orders.c.user_id)
+
+
+class OrderQueries:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def order(self, order_id: UUID) -> OrderView | None:
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(_ORDER_VIEW.where(orders.c.id == order_id))).first()
+        return None if row is None else _view(row)
+
+
+def _view(row: Any) -> OrderView:
+    order = Order(
+        id=row.id,
+        user_id=row.user_id,
+        status=OrderStatus(row.status),
+        reason=CreditRejectionReason(row.reason) if row.reason else None,
+        items=tuple(Item(sku=s, quantity=q, unit_price=p) for s, q, p in row.items),
+        total=row.total,
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+    customer = (
+        None
+        if row.customer_version is None
+        else Customer(
+            id=row.user_id,
+            name=row.customer_name,
+            status=row.customer_status,
+            version=row.customer_version,
+        )
+    )
+    return OrderView(order=order, customer=customer)
