@@ -82,11 +82,13 @@ class OrderPage(BaseModel):
     next_cursor: str | None
 
 
-def _unit_of_work(request: Request) -> OrderUnitOfWork:
+# Dependencies are coroutines: FastAPI runs a plain `def` dependency in a worker thread, and
+# that hop costs more than the rest of a simple request.
+async def _unit_of_work(request: Request) -> OrderUnitOfWork:
     return unit_of_work(request.app.state.engine)
 
 
-def _queries(request: Request) -> OrderQueries:
+async def _queries(request: Request) -> OrderQueries:
     queries: OrderQueries = request.app.state.queries
     return queries
 

@@ -1,8 +1,8 @@
 """Reads that answer HTTP queries: one statement each, outside any transaction.
 
 A single statement already sees one consistent snapshot, so a read needs no BEGIN and no
-ROLLBACK; with the order, its items (aggregated as JSON) and the customer's replica joined in
-one statement, `GET /orders/{id}` costs one round trip to PostgreSQL instead of five.
+ROLLBACK; with the order, its items (aggregated into arrays) and the customer's replica joined
+in one statement, `GET /orders/{id}` costs one round trip to PostgreSQL instead of five.
 Writes never come here: they go through the unit of work.
 """
 
@@ -11,75 +11,83 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import JSON, func, literal, select, type_coerce
+from sqlalchemy import ColumnElement, ScalarSelect, bindparam, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from order_svc.domain import Customer, Item, Order, OrderStatus
 from order_svc.handlers import OrderView
 from order_svc.models import customers, order_items, orders
+from shared.db import HotQuery
 from shared.events import CreditRejectionReason
 
-_ITEMS = (
-    select(
-        type_coerce(
-            func.coalesce(
-                func.json_agg(
-                    aggregate_order_by(
-                        func.json_build_array(
-                            order_items.c.sku, order_items.c.quantity, order_items.c.unit_price
-                        ),
-                        order_items.c.position,
-                    )
-                ),
-                literal("[]", JSON),
-            ),
-            JSON,
-        )
-    )
-    .where(order_items.c.order_id == orders.c.id)
-    .scalar_subquery()
-)
 
-_ORDER_VIEW = select(
-    orders,
-    _ITEMS.label("items"),
-    customers.c.name.label("customer_name"),
-    customers.c.status.label("customer_status"),
-    customers.c.version.label("customer_version"),
-).outerjoin(customers, customers.c.id == orders.c.user_id)
+def _items(column: ColumnElement[Any]) -> ScalarSelect[Any]:
+    """One column of the order's items as an array, in their order."""
+    return (
+        select(func.array_agg(aggregate_order_by(column, order_items.c.position)))
+        .where(order_items.c.order_id == orders.c.id)
+        .scalar_subquery()
+    )
+
+
+_ORDER_VIEW = HotQuery(
+    select(
+        orders.c.id,
+        orders.c.user_id,
+        orders.c.status,
+        orders.c.reason,
+        orders.c.total,
+        orders.c.version,
+        orders.c.created_at,
+        orders.c.updated_at,
+        _items(order_items.c.sku).label("skus"),
+        _items(order_items.c.quantity).label("quantities"),
+        _items(order_items.c.unit_price).label("unit_prices"),
+        customers.c.name.label("customer_name"),
+        customers.c.status.label("customer_status"),
+        customers.c.version.label("customer_version"),
+    )
+    .outerjoin(customers, customers.c.id == orders.c.user_id)
+    .where(orders.c.id == bindparam("order_id"))
+)
 
 
 class OrderQueries:
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._engine = engine
 
     async def order(self, order_id: UUID) -> OrderView | None:
         async with self._engine.connect() as connection:
-            row = (await connection.execute(_ORDER_VIEW.where(orders.c.id == order_id))).first()
+            row = await _ORDER_VIEW.fetchrow(connection, order_id=order_id)
         return None if row is None else _view(row)
 
 
 def _view(row: Any) -> OrderView:
     order = Order(
-        id=row.id,
-        user_id=row.user_id,
-        status=OrderStatus(row.status),
-        reason=CreditRejectionReason(row.reason) if row.reason else None,
-        items=tuple(Item(sku=s, quantity=q, unit_price=p) for s, q, p in row.items),
-        total=row.total,
-        version=row.version,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        id=row["id"],
+        user_id=row["user_id"],
+        status=OrderStatus(row["status"]),
+        reason=CreditRejectionReason(row["reason"]) if row["reason"] else None,
+        items=tuple(
+            Item(sku=s, quantity=q, unit_price=p)
+            for s, q, p in zip(
+                row["skus"] or (), row["quantities"] or (), row["unit_prices"] or (), strict=True
+            )
+        ),
+        total=row["total"],
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
     customer = (
         None
-        if row.customer_version is None
+        if row["customer_version"] is None
         else Customer(
-            id=row.user_id,
-            name=row.customer_name,
-            status=row.customer_status,
-            version=row.customer_version,
+            id=row["user_id"],
+            name=row["customer_name"],
+            status=row["customer_status"],
+            version=row["customer_version"],
         )
     )
     return OrderView(order=order, customer=customer)

@@ -8,25 +8,24 @@ duplicate; if it rolls back, this one claims the event. No read-then-insert race
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Table
+from sqlalchemy import ARRAY, Table, Text, Uuid, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningInsert
 
 
 async def claim(
     connection: AsyncConnection, inbox: Table, *, consumer: str, event_id: UUID, event_type: str
 ) -> bool:
     """Record that `consumer` processes `event_id` now; False if it already did."""
-    result = await connection.execute(
-        insert(inbox)
-        .values(consumer=consumer, event_id=event_id, event_type=event_type)
-        .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.event_id])
-        .returning(inbox.c.event_id)
+    return bool(
+        await claim_many(connection, inbox, consumer=consumer, events=[(event_id, event_type)])
     )
-    return result.first() is not None
 
 
 async def claim_many(
@@ -34,9 +33,28 @@ async def claim_many(
 ) -> set[UUID]:
     """`claim` for a batch of (event id, type) in one statement: the ids claimed now."""
     result = await connection.execute(
+        _claim(inbox),
+        {
+            "consumer": consumer,
+            "event_ids": [event_id for event_id, _ in events],
+            "event_types": [event_type for _, event_type in events],
+        },
+    )
+    return set(result.scalars())
+
+
+@functools.cache
+def _claim(inbox: Table) -> ReturningInsert[Any]:
+    """Built once per inbox table; the batch travels as two arrays, so one statement (and one
+    prepared plan) serves every batch size."""
+    rows = select(
+        bindparam("consumer", type_=Text),
+        func.unnest(bindparam("event_ids", type_=ARRAY(Uuid))),
+        func.unnest(bindparam("event_types", type_=ARRAY(Text))),
+    )
+    return (
         insert(inbox)
-        .values([{"consumer": consumer, "event_id": i, "event_type": t} for i, t in events])
+        .from_select(["consumer", "event_id", "event_type"], rows)
         .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.event_id])
         .returning(inbox.c.event_id)
     )
-    return set(result.scalars())

@@ -14,10 +14,11 @@ Two mechanisms, matching the contract's rule that *versions gate state copies*:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Column, Table, case, func, update
+from sqlalchemy import Column, Table, Update, bindparam, case, func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,10 +35,22 @@ async def save_versioned(
 ) -> None:
     """Write `values` (which include the new `version`) only if the row is still at `expected`."""
     result = await connection.execute(
-        update(table).where(table.c.id == key, table.c.version == expected_version).values(**values)
+        _versioned_update(table, tuple(sorted(values))),
+        {**values, "_key": key, "_expected": expected_version},
     )
     if result.rowcount != 1:
         raise StaleVersion(f"{table.name} {key} is no longer at version {expected_version}")
+
+
+@functools.cache
+def _versioned_update(table: Table, columns: tuple[str, ...]) -> Update:
+    """One statement per table and set of columns, built once: building and hashing a new
+    statement on every save cost more than executing it (see README Performance)."""
+    return (
+        update(table)
+        .where(table.c.id == bindparam("_key"), table.c.version == bindparam("_expected"))
+        .values({name: bindparam(name) for name in columns})
+    )
 
 
 async def apply_if_newer(

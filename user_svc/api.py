@@ -89,26 +89,28 @@ class Token(BaseModel):
     expires_in: int
 
 
-def _unit_of_work(request: Request) -> UserUnitOfWork:
+# Dependencies are coroutines: FastAPI runs a plain `def` dependency in a worker thread, and
+# that hop costs more than the rest of a simple request.
+async def _unit_of_work(request: Request) -> UserUnitOfWork:
     return unit_of_work(request.app.state.engine)
 
 
-def _passwords(request: Request) -> Passwords:
+async def _passwords(request: Request) -> Passwords:
     passwords: Passwords = request.app.state.passwords
     return passwords
 
 
-def _settings(request: Request) -> UserSettings:
+async def _settings(request: Request) -> UserSettings:
     settings: UserSettings = request.app.state.settings
     return settings
 
 
-def _throttles(request: Request) -> Throttles:
+async def _throttles(request: Request) -> Throttles:
     throttles: Throttles = request.app.state.throttles
     return throttles
 
 
-def _client(request: Request) -> str:
+async def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
