@@ -69,12 +69,17 @@ class OutboxRelay:
         """Publish on every notification, every poll tick, and after errors, until stopped."""
         listener = asyncio.create_task(self._listen(), name="outbox-listener")
         failures = 0
+        measured_at = -float("inf")
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
                 try:
                     await self.publish_pending()
-                    await self._measure_backlog()
+                    # At most once per poll interval: under load every commit wakes the relay,
+                    # and a count per wake-up would cost as much as the publishing.
+                    if time.monotonic() - measured_at >= self._poll_seconds:
+                        await self._measure_backlog()
+                        measured_at = time.monotonic()
                     failures = 0
                 except Exception as error:
                     delay = _backoff(failures)

@@ -8,7 +8,6 @@ user are decided one after the other, never interleaved.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
@@ -42,7 +41,7 @@ class DeactivateUser:
 
 
 async def register_user(command: RegisterUser, uow: UserUnitOfWork, passwords: Passwords) -> User:
-    password_hash = await asyncio.to_thread(passwords.hash, command.password)
+    password_hash = await passwords.hash(command.password)
     user = User.register(
         id=uuid4(), email=command.email, name=command.name, credit_limit=command.credit_limit
     )
@@ -60,7 +59,7 @@ async def authenticate(
     async with uow:
         found = None if "\x00" in email else await uow.users.credentials(email)
     user, password_hash = found if found else (None, None)
-    valid = await asyncio.to_thread(passwords.verify, password, password_hash)
+    valid = await passwords.verify(password, password_hash)
     if user is None or not valid or user.status is not UserStatus.ACTIVE:
         raise Unauthorized("wrong email or password, or the account is deactivated")
     return user
