@@ -4,11 +4,13 @@ Guarantees and the failures they defend against:
 
 - Only committed events are published: the relay reads the outbox like any other reader, so a
   rolled-back transaction's rows are never seen.
-- A row is marked published only after the broker confirmed it (publisher confirms). A crash
-  between confirm and mark republishes the row with the same CloudEvent `id`; consumers are
-  idempotent on that id, so the duplicate has no effect.
-- Replicas do not publish the same row twice in the normal case: a batch is claimed with
-  `FOR UPDATE SKIP LOCKED` and its locks are held until the marks commit.
+- A row's mark as published commits only after the broker confirmed every event of its batch
+  (publisher confirms). A batch is claimed and marked in one statement, the events published,
+  and the transaction commits once all are confirmed; if any is not, or the process dies
+  first, it rolls back and the whole batch is published again with the same CloudEvent `id`s.
+  Consumers are idempotent on that id, so the duplicates have no effect.
+- Replicas do not publish the same row twice in the normal case: the claim takes the rows with
+  `FOR UPDATE SKIP LOCKED` and their locks are held until the transaction ends.
 - Low latency without busy polling: the committing transaction sends `NOTIFY outbox` and the
   relay wakes on it. A notification can be missed (the listening connection was down), so the
   relay also polls on a timer: nothing is ever stranded.
@@ -26,7 +28,7 @@ from typing import Any
 import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import func
 
@@ -64,6 +66,20 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        # Claim and mark in one statement, built once; the mark commits only after the confirms.
+        pending = (
+            select(outbox.c.seq)
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.seq)
+            .limit(bindparam("limit"))
+            .with_for_update(skip_locked=True)
+        )
+        self._claim = (
+            update(outbox)
+            .where(outbox.c.seq.in_(pending.scalar_subquery()))
+            .values(published_at=func.now())
+            .returning(outbox.c.seq, outbox.c.id, outbox.c.type, outbox.c.body)
+        )
 
     async def run(self) -> None:
         """Publish on every notification, every poll tick, and after errors, until stopped."""
@@ -117,21 +133,13 @@ class OutboxRelay:
 
     async def _publish_batch(self) -> int:
         exchange = await self._get_exchange()
-        outbox = self._outbox
         async with self._engine.begin() as connection:
-            rows = (
-                await connection.execute(
-                    select(outbox.c.seq, outbox.c.id, outbox.c.type, outbox.c.body)
-                    .where(outbox.c.published_at.is_(None))
-                    .order_by(outbox.c.seq)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            if not rows:
+            claimed = (await connection.execute(self._claim, {"limit": self._batch_size})).all()
+            if not claimed:
                 return 0
+            rows = sorted(claimed, key=lambda row: row.seq)
             # Pipelined: all messages of the batch are in flight at once, each awaiting its own
-            # confirm. The row locks are held meanwhile, so no other relay takes these rows.
+            # confirm, in outbox order.
             started = time.perf_counter()
             results = await asyncio.gather(
                 *(
@@ -141,25 +149,15 @@ class OutboxRelay:
                 return_exceptions=True,
             )
             self._metrics.relay_confirm_duration.observe(time.perf_counter() - started)
-            confirmed = [
-                row
-                for row, r in zip(rows, results, strict=True)
-                if not isinstance(r, BaseException)
-            ]
-            if confirmed:
-                await connection.execute(
-                    update(outbox)
-                    .where(outbox.c.seq.in_([row.seq for row in confirmed]))
-                    .values(published_at=func.now())
-                )
-        for row in confirmed:
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                raise RuntimeError(
+                    f"{len(failures)} of {len(rows)} outbox events were not confirmed by the "
+                    "broker; the batch stays unpublished"
+                ) from failures[0]
+        for row in rows:
             self._metrics.events_published.labels(row.type).inc()
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            raise RuntimeError(
-                f"{len(failures)} of {len(rows)} outbox events were not confirmed by the broker"
-            ) from failures[0]
-        return len(confirmed)
+        return len(rows)
 
     async def _measure_backlog(self) -> None:
         """Backlog gauges: what is still unpublished after this pass, and how old the oldest is."""
