@@ -73,3 +73,27 @@ def drop_messaging_tables() -> None:
     op.drop_table("outbox")
     op.drop_index("ix_inbox_processed_at", table_name="inbox")
     op.drop_table("inbox")
+
+
+def create_outbox_notify_trigger() -> None:
+    """Wake the relay from the database itself: every statement that inserts into the outbox
+    sends `NOTIFY outbox`, delivered at commit like any notification. The service no longer
+    sends it as a statement of its own, one round trip less per transaction."""
+    op.execute(
+        """
+        CREATE FUNCTION notify_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('outbox', '');
+            RETURN NULL;
+        END $$
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
+        "FOR EACH STATEMENT EXECUTE FUNCTION notify_outbox()"
+    )
+
+
+def drop_outbox_notify_trigger() -> None:
+    op.execute("DROP TRIGGER outbox_notify ON outbox")
+    op.execute("DROP FUNCTION notify_outbox()")

@@ -2,20 +2,21 @@
 
 This is the only way an event leaves a service: nothing publishes to the broker from a request
 or a handler. If the transaction rolls back, its events vanish with it; if it commits, the relay
-will publish them (at least once). `pg_notify` is transactional too: the relay is woken exactly
-when the rows become visible, never before.
+will publish them (at least once). A trigger on the table (`shared.migration_ops`) sends
+`NOTIFY outbox`, which is transactional too: the relay is woken exactly when the rows become
+visible, never before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import func
 
 from shared.envelope import CloudEvent, encode
 
+# The channel the outbox trigger (migration 0002 of each service) notifies on.
 NOTIFY_CHANNEL = "outbox"
 
 
@@ -26,4 +27,3 @@ async def append(connection: AsyncConnection, outbox: Table, events: Sequence[Cl
         insert(outbox),
         [{"id": e.id, "type": e.type, "subject": e.subject, "body": encode(e)} for e in events],
     )
-    await connection.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
