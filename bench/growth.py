@@ -38,10 +38,17 @@ def plot(growth: Mapping[str, Any], path: Path) -> None:
     latency.grid(visible=True, which="both", alpha=0.3)
 
     backlog = growth["outbox_drain"]
-    drain.bar(["drain"], [backlog["seconds"]], color="tab:orange")
-    drain.set_ylabel("seconds")
+    points = backlog["by_backlog"]
+    drain.plot(
+        [p["rows"] for p in points], [p["seconds"] for p in points], marker="o", color="tab:orange"
+    )
+    drain.set_xlabel("outbox backlog (rows)")
+    drain.set_ylabel("seconds to drain")
+    drain.set_xlim(left=0)
+    drain.set_ylim(bottom=0)
+    drain.grid(visible=True, alpha=0.3)
     drain.set_title(
-        f"Relay draining {backlog['rows']:,} outbox rows\n({backlog['events_per_s']:,.0f} events/s)"
+        f"Relay draining a backlog\n({backlog['rows']:,} rows at {backlog['events_per_s']:,.0f}/s)"
     )
 
     history = growth["inbox"]
