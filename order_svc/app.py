@@ -10,7 +10,14 @@ from order_svc.queries import OrderQueries
 from order_svc.settings import OrderSettings
 from order_svc.uow import unit_of_work
 from shared import service
-from shared.auth import KeySet, RemoteKeys, StaticKeys, load_public_keys
+from shared.auth import (
+    EitherKeys,
+    KeySet,
+    RemoteKeys,
+    SigningKey,
+    StaticKeys,
+    load_public_keys,
+)
 
 SPEC = service.ServiceSpec(
     name="order_svc",
@@ -30,10 +37,19 @@ SPEC = service.ServiceSpec(
 
 
 def token_keys(settings: OrderSettings) -> KeySet:
-    """Public keys only: from a file when given, else fetched from user_svc's JWKS."""
+    """Public keys only: from a file when given, else fetched from user_svc's JWKS.
+
+    In development, also the key user_svc derives from `JWT_SECRET` (the contract's one
+    setting for tokens), so the two services started side by side agree even when order_svc
+    cannot reach user_svc's JWKS. Never in production: there order_svc holds no secret.
+    """
     if settings.jwt_public_keys_file is not None:
         return StaticKeys(load_public_keys(settings.jwt_public_keys_file.read_bytes()))
-    return RemoteKeys(settings.jwks_url)
+    remote = RemoteKeys(settings.jwks_url)
+    if settings.app_env == "development":
+        derived = SigningKey.from_secret(settings.jwt_secret.get_secret_value()).public
+        return EitherKeys(StaticKeys([derived]), remote)
+    return remote
 
 
 def create_app(settings: OrderSettings) -> FastAPI:

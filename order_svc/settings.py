@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
-from shared.settings import ServiceSettings, env
+from shared.settings import DEVELOPMENT_JWT_SECRET, ServiceSettings, env
 
 
 class OrderSettings(ServiceSettings):
@@ -24,6 +24,9 @@ class OrderSettings(ServiceSettings):
         8001
     )
     jwks_url_override: Annotated[str | None, Field(validation_alias=env("JWKS_URL"))] = None
+    jwt_secret: Annotated[SecretStr, Field(min_length=32, validation_alias=env("JWT_SECRET"))] = (
+        SecretStr(DEVELOPMENT_JWT_SECRET)
+    )
 
     @property
     def jwks_url(self) -> str:

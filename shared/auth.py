@@ -181,6 +181,24 @@ class RemoteKeys:
         return self._keys.get(kid)
 
 
+class EitherKeys:
+    """Several key sets, asked in order: the first that knows a `kid` answers."""
+
+    def __init__(self, *sets: KeySet) -> None:
+        self._sets = sets
+
+    async def load(self) -> None:
+        for keys in self._sets:
+            await keys.load()
+
+    async def key(self, kid: str) -> Ed25519PublicKey | None:
+        for keys in self._sets:
+            key = await keys.key(kid)
+            if key is not None:
+                return key
+        return None
+
+
 class TokenVerifier:
     """`verify_token` with a memory of tokens already verified, until they expire.
 

@@ -12,6 +12,9 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The contract's development default for `JWT_SECRET`: public, so never accepted in production.
+DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me-0123456789"  # noqa: S105
+
 
 def env(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())

@@ -9,9 +9,7 @@ from typing import Annotated
 import limits
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
-from shared.settings import ServiceSettings, env
-
-DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me-0123456789"  # noqa: S105
+from shared.settings import DEVELOPMENT_JWT_SECRET, ServiceSettings, env
 
 log = logging.getLogger(__name__)
 
