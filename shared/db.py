@@ -15,10 +15,11 @@ from typing import Any
 import asyncpg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Select
+from sqlalchemy import ClauseElement
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.compiler import SQLCompiler
 from tenacity import before_sleep_log, retry, stop_after_delay, wait_exponential
 
 log = logging.getLogger(__name__)
@@ -49,18 +50,23 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
 
 
 class HotQuery:
-    """A Core statement run on the pooled connection's asyncpg driver directly, for the reads
-    on the hottest paths.
+    """A Core statement run on the pooled connection's asyncpg driver directly, for the
+    statements on the hottest paths.
 
     The statement is written (and type-checked) in Core like every other, compiled once to the
     SQL asyncpg runs, and asyncpg prepares it once per connection. What is skipped is
     SQLAlchemy's execution layer (cache lookup, execution context, result processing), which
-    costs more than the query itself on a single-row read: about 250 us against 150 us for
-    the round trip (see README Performance). Rows come back as asyncpg records.
+    costs more than the query itself on a single-row statement: about 250 us against 150 us
+    for the round trip (see README Performance). Rows come back as asyncpg records.
+
+    Inside a unit of work the statement runs in its transaction: `UnitOfWork` begins the
+    transaction on the driver as it opens (see there).
     """
 
-    def __init__(self, statement: Select[Any]) -> None:
-        compiled = statement.compile(dialect=postgresql_asyncpg.dialect())  # type: ignore[no-untyped-call]
+    def __init__(self, statement: ClauseElement) -> None:
+        dialect = postgresql_asyncpg.dialect()  # type: ignore[no-untyped-call]
+        compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
         self.sql = str(compiled)
         self._names = compiled.positiontup or []
 
@@ -68,6 +74,13 @@ class HotQuery:
         raw = await connection.get_raw_connection()
         driver: asyncpg.Connection = raw.driver_connection
         return await driver.fetchrow(self.sql, *(params[name] for name in self._names))
+
+    async def execute(self, connection: AsyncConnection, **params: Any) -> str:
+        """Run it for its effect; the driver's status line, e.g. `UPDATE 1`."""
+        raw = await connection.get_raw_connection()
+        driver: asyncpg.Connection = raw.driver_connection
+        status: str = await driver.execute(self.sql, *(params[name] for name in self._names))
+        return status
 
 
 def asyncpg_dsn(url: str) -> str:

@@ -18,10 +18,11 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Column, Table, Update, bindparam, case, func, update
+from sqlalchemy import Column, Table, bindparam, case, func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.db import HotQuery
 from shared.errors import StaleVersion
 
 
@@ -34,19 +35,20 @@ async def save_versioned(
     values: Mapping[str, Any],
 ) -> None:
     """Write `values` (which include the new `version`) only if the row is still at `expected`."""
-    result = await connection.execute(
-        _versioned_update(table, tuple(sorted(values))),
-        {**values, "_key": key, "_expected": expected_version},
+    update_if_current = _versioned_update(table, tuple(sorted(values)))
+    status = await update_if_current.execute(
+        connection, **values, _key=key, _expected=expected_version
     )
-    if result.rowcount != 1:
+    if status != "UPDATE 1":
         raise StaleVersion(f"{table.name} {key} is no longer at version {expected_version}")
 
 
 @functools.cache
-def _versioned_update(table: Table, columns: tuple[str, ...]) -> Update:
-    """One statement per table and set of columns, built once: building and hashing a new
-    statement on every save cost more than executing it (see README Performance)."""
-    return (
+def _versioned_update(table: Table, columns: tuple[str, ...]) -> HotQuery:
+    """One statement per table and set of columns, built once and run on the driver: building
+    and executing a statement through SQLAlchemy on every save cost more than the database's
+    work (see README Performance)."""
+    return HotQuery(
         update(table)
         .where(table.c.id == bindparam("_key"), table.c.version == bindparam("_expected"))
         .values({name: bindparam(name) for name in columns})

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Self
+from typing import Any, Self
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.db import HotQuery
 from shared.envelope import CloudEvent
 from shared.events import CreditRejectionReason
 from shared.uow import UnitOfWork
@@ -18,11 +20,13 @@ from shared.versioning import save_versioned
 from user_svc.domain import Reservation, ReservationState, User, UserStatus
 from user_svc.models import credit_reservations, outbox, users
 
-# The statements of the saga's hot path, built once with bound parameters: building a
-# statement on every call cost more than running it (see README Performance).
-_USER = select(users).where(users.c.id == bindparam("user_id"))
-_USER_FOR_UPDATE = _USER.with_for_update()
-_ADD_RESERVATION = (
+# The statements of the saga's hot path, built once with bound parameters and run on the
+# driver: building and executing a statement through SQLAlchemy on every call cost more than
+# the database's work (see README Performance).
+_USER_BY_ID = select(users).where(users.c.id == bindparam("user_id"))
+_USER = HotQuery(_USER_BY_ID)
+_USER_FOR_UPDATE = HotQuery(_USER_BY_ID.with_for_update())
+_ADD_RESERVATION = HotQuery(
     pg_insert(credit_reservations)
     .values(
         {name: bindparam(name) for name in ("order_id", "user_id", "amount", "state", "reason")}
@@ -38,12 +42,12 @@ class Users:
 
     async def get(self, user_id: UUID, *, for_update: bool = False) -> User | None:
         query = _USER_FOR_UPDATE if for_update else _USER
-        row = (await self._connection.execute(query, {"user_id": user_id})).first()
+        row = await query.fetchrow(self._connection, user_id=user_id)
         return _user(row) if row else None
 
     async def credentials(self, email: str) -> tuple[User, str] | None:
         row = (await self._connection.execute(select(users).where(users.c.email == email))).first()
-        return (_user(row), row.password_hash) if row else None
+        return (_user(row._mapping), row.password_hash) if row else None
 
     async def add(self, user: User, *, password_hash: str) -> bool:
         """Insert a new user; False if the email is taken (the unique key decides, not a lookup)."""
@@ -102,17 +106,15 @@ class Reservations:
 
     async def add(self, reservation: Reservation) -> bool:
         """Record an order's decision; False if another transaction recorded one first."""
-        result = await self._connection.execute(
-            _ADD_RESERVATION,
-            {
-                "order_id": reservation.order_id,
-                "user_id": reservation.user_id,
-                "amount": reservation.amount,
-                "state": reservation.state,
-                "reason": reservation.reason,
-            },
+        recorded = await _ADD_RESERVATION.fetchrow(
+            self._connection,
+            order_id=reservation.order_id,
+            user_id=reservation.user_id,
+            amount=reservation.amount,
+            state=reservation.state.value,
+            reason=reservation.reason.value if reservation.reason else None,
         )
-        return result.first() is not None
+        return recorded is not None
 
     async def save(self, reservation: Reservation) -> None:
         await self._connection.execute(
@@ -142,13 +144,13 @@ def unit_of_work(engine: AsyncEngine, cause: CloudEvent | None = None) -> UserUn
     return UserUnitOfWork(engine, outbox_table=outbox, source="/user_svc", cause=cause)
 
 
-def _user(row: Row[tuple[object, ...]]) -> User:
+def _user(row: Mapping[str, Any] | asyncpg.Record) -> User:
     return User(
-        id=row.id,
-        email=row.email,
-        name=row.name,
-        status=UserStatus(row.status),
-        credit_limit=row.credit_limit,
-        credit_reserved=row.credit_reserved,
-        version=row.version,
+        id=row["id"],
+        email=row["email"],
+        name=row["name"],
+        status=UserStatus(row["status"]),
+        credit_limit=row["credit_limit"],
+        credit_reserved=row["credit_reserved"],
+        version=row["version"],
     )
