@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from typing import Any
 
@@ -59,8 +60,8 @@ class HotQuery:
     costs more than the query itself on a single-row statement: about 250 us against 150 us
     for the round trip (see README Performance). Rows come back as asyncpg records.
 
-    Inside a unit of work the statement runs in its transaction: `UnitOfWork` begins the
-    transaction on the driver as it opens (see there).
+    On a connection in a transaction the statement runs inside it, as it would through
+    SQLAlchemy (see `_driver`).
     """
 
     def __init__(self, statement: ClauseElement) -> None:
@@ -71,16 +72,46 @@ class HotQuery:
         self._names = compiled.positiontup or []
 
     async def fetchrow(self, connection: AsyncConnection, **params: Any) -> asyncpg.Record | None:
-        raw = await connection.get_raw_connection()
-        driver: asyncpg.Connection = raw.driver_connection
+        driver = await _driver(connection)
         return await driver.fetchrow(self.sql, *(params[name] for name in self._names))
+
+    async def fetch(self, connection: AsyncConnection, **params: Any) -> list[asyncpg.Record]:
+        driver = await _driver(connection)
+        rows: list[asyncpg.Record] = await driver.fetch(
+            self.sql, *(params[name] for name in self._names)
+        )
+        return rows
+
+    async def executemany(
+        self, connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Run it once per row, pipelined by asyncpg in one round trip, in order."""
+        driver = await _driver(connection)
+        await driver.executemany(
+            self.sql, [tuple(row[name] for name in self._names) for row in rows]
+        )
 
     async def execute(self, connection: AsyncConnection, **params: Any) -> str:
         """Run it for its effect; the driver's status line, e.g. `UPDATE 1`."""
-        raw = await connection.get_raw_connection()
-        driver: asyncpg.Connection = raw.driver_connection
+        driver = await _driver(connection)
         status: str = await driver.execute(self.sql, *(params[name] for name in self._names))
         return status
+
+
+async def _driver(connection: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under `connection`, inside its transaction if it has begun one.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it runs itself;
+    a statement run on the driver first would otherwise run outside the transaction and
+    survive its rollback. So the adapter is asked to begin now (a method without a public
+    equivalent; `tests/integration/test_inbox.py` and `test_unit_of_work.py` roll back
+    driver-level writes and would catch a change).
+    """
+    raw = await connection.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    if connection.in_transaction() and not driver.is_in_transaction():
+        await raw.dbapi_connection._start_transaction()  # type: ignore[union-attr]
+    return driver
 
 
 def asyncpg_dsn(url: str) -> str:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import ARRAY, Table, Text, Uuid, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.dml import ReturningInsert
+
+from shared.db import HotQuery
 
 
 async def claim(
@@ -32,27 +32,25 @@ async def claim_many(
     connection: AsyncConnection, inbox: Table, *, consumer: str, events: Sequence[tuple[UUID, str]]
 ) -> set[UUID]:
     """`claim` for a batch of (event id, type) in one statement: the ids claimed now."""
-    result = await connection.execute(
-        _claim(inbox),
-        {
-            "consumer": consumer,
-            "event_ids": [event_id for event_id, _ in events],
-            "event_types": [event_type for _, event_type in events],
-        },
+    rows = await _claim(inbox).fetch(
+        connection,
+        consumer=consumer,
+        event_ids=[event_id for event_id, _ in events],
+        event_types=[event_type for _, event_type in events],
     )
-    return set(result.scalars())
+    return {row["event_id"] for row in rows}
 
 
 @functools.cache
-def _claim(inbox: Table) -> ReturningInsert[Any]:
-    """Built once per inbox table; the batch travels as two arrays, so one statement (and one
-    prepared plan) serves every batch size."""
+def _claim(inbox: Table) -> HotQuery:
+    """Built once per inbox table and run on the driver; the batch travels as two arrays, so
+    one statement (and one prepared plan) serves every batch size."""
     rows = select(
         bindparam("consumer", type_=Text),
         func.unnest(bindparam("event_ids", type_=ARRAY(Uuid))),
         func.unnest(bindparam("event_types", type_=ARRAY(Text))),
     )
-    return (
+    return HotQuery(
         insert(inbox)
         .from_select(["consumer", "event_id", "event_type"], rows)
         .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.event_id])

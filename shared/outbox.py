@@ -9,11 +9,13 @@ visible, never before.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, bindparam, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.db import HotQuery
 from shared.envelope import CloudEvent, encode
 
 # The channel the outbox trigger (migration 0002 of each service) notifies on.
@@ -23,7 +25,15 @@ NOTIFY_CHANNEL = "outbox"
 async def append(connection: AsyncConnection, outbox: Table, events: Sequence[CloudEvent]) -> None:
     if not events:
         return
-    await connection.execute(
-        insert(outbox),
+    await _append(outbox).executemany(
+        connection,
         [{"id": e.id, "type": e.type, "subject": e.subject, "body": encode(e)} for e in events],
+    )
+
+
+@functools.cache
+def _append(outbox: Table) -> HotQuery:
+    """Built once per outbox table and run on the driver, in the unit of work's transaction."""
+    return HotQuery(
+        insert(outbox).values({name: bindparam(name) for name in ("id", "type", "subject", "body")})
     )

@@ -47,13 +47,6 @@ class UnitOfWork:
     async def __aenter__(self) -> Self:
         self._connection = await self._engine.connect()
         await self._connection.begin()
-        # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it runs
-        # itself. Statements run on the driver directly (`shared.db.HotQuery`) must be inside
-        # the transaction too, so it is begun now; the BEGIN was due anyway. (An adapter
-        # method without a public equivalent; `tests/integration/test_unit_of_work.py` checks
-        # that a driver-level write rolls back with the unit of work.)
-        raw = await self._connection.get_raw_connection()
-        await raw.dbapi_connection._start_transaction()  # type: ignore[union-attr]
         self._raised = []
         return self
 

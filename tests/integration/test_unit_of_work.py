@@ -142,15 +142,6 @@ async def test_an_exception_inside_rolls_back_state_and_events(engine: AsyncEngi
     assert await outbox_events(engine) == []
 
 
-async def test_the_transaction_is_open_on_the_driver_as_soon_as_the_unit_of_work_is(
-    engine: AsyncEngine,
-) -> None:
-    """Statements run on the driver directly (`shared.db.HotQuery`) belong to the transaction."""
-    async with unit_of_work(engine) as uow:
-        raw = await uow.connection.get_raw_connection()
-        assert raw.driver_connection.is_in_transaction()
-
-
 async def test_rolling_back_a_change_leaves_the_previous_state(engine: AsyncEngine) -> None:
     user = await add_user(engine)
 
