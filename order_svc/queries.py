@@ -11,15 +11,16 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy import ColumnElement, ScalarSelect, bindparam, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from order_svc.domain import Customer, Item, Order, OrderStatus
+from order_svc.domain import Customer, Item
 from order_svc.handlers import OrderView
 from order_svc.models import customers, order_items, orders
+from order_svc.uow import order_from
 from shared.db import HotQuery
-from shared.events import CreditRejectionReason
 
 
 def _items(column: ColumnElement[Any]) -> ScalarSelect[Any]:
@@ -63,23 +64,14 @@ class OrderQueries:
         return None if row is None else _view(row)
 
 
-def _view(row: Any) -> OrderView:
-    order = Order(
-        id=row["id"],
-        user_id=row["user_id"],
-        status=OrderStatus(row["status"]),
-        reason=CreditRejectionReason(row["reason"]) if row["reason"] else None,
-        items=tuple(
-            Item(sku=s, quantity=q, unit_price=p)
-            for s, q, p in zip(
-                row["skus"] or (), row["quantities"] or (), row["unit_prices"] or (), strict=True
-            )
-        ),
-        total=row["total"],
-        version=row["version"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
+def _view(row: asyncpg.Record) -> OrderView:
+    items = (
+        Item(sku=s, quantity=q, unit_price=p)
+        for s, q, p in zip(
+            row["skus"] or (), row["quantities"] or (), row["unit_prices"] or (), strict=True
+        )
     )
+    order = order_from(row, items)
     customer = (
         None
         if row["customer_version"] is None

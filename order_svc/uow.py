@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Self
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy import and_, bindparam, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
@@ -141,20 +142,22 @@ class Orders:
             items.setdefault(item.order_id, []).append(
                 Item(sku=item.sku, quantity=item.quantity, unit_price=item.unit_price)
             )
-        return [
-            Order(
-                id=row.id,
-                user_id=row.user_id,
-                status=OrderStatus(row.status),
-                reason=CreditRejectionReason(row.reason) if row.reason else None,
-                items=tuple(items.get(row.id, ())),
-                total=row.total,
-                version=row.version,
-                created_at=row.created_at,
-                updated_at=row.updated_at,
-            )
-            for row in rows
-        ]
+        return [order_from(row._mapping, items.get(row.id, ())) for row in rows]
+
+
+def order_from(row: Mapping[str, Any] | asyncpg.Record, items: Iterable[Item]) -> Order:
+    """An order from a row of `orders` (through SQLAlchemy or the driver) and its items."""
+    return Order(
+        id=row["id"],
+        user_id=row["user_id"],
+        status=OrderStatus(row["status"]),
+        reason=CreditRejectionReason(row["reason"]) if row["reason"] else None,
+        items=tuple(items),
+        total=row["total"],
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
 
 
 class Customers:

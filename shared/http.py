@@ -102,29 +102,24 @@ def install_problem_handlers(app: FastAPI) -> None:
             log.error("database error while serving a request", exc_info=error)
             return problem(500, "Internal Server Error", "unexpected database error")
         log.warning("database unavailable while serving a request: %r", error)
-        return problem(
-            503,
-            "Service Unavailable",
-            "the database is unavailable; retry shortly",
-            headers={"Retry-After": "1"},
-        )
+        return _retry_shortly("the database is unavailable; retry shortly")
 
     app.add_exception_handler(DomainError, domain_error)
 
     async def pool_exhausted(_: Request, error: Exception) -> Response:
         log.warning("no database connection free while serving a request: %s", error)
-        return problem(
-            503,
-            "Service Unavailable",
-            "every database connection is busy; retry shortly",
-            headers={"Retry-After": "1"},
-        )
+        return _retry_shortly("every database connection is busy; retry shortly")
 
     app.add_exception_handler(DBAPIError, dependency_down)
     app.add_exception_handler(PoolTimeout, pool_exhausted)
     app.add_exception_handler(OSError, dependency_down)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def _retry_shortly(detail: str) -> JSONResponse:
+    """A 503 the client may retry after a second: the database is down or saturated."""
+    return problem(503, "Service Unavailable", detail, headers={"Retry-After": "1"})
 
 
 def _headers_for(error: DomainError) -> dict[str, str] | None:
