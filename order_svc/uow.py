@@ -2,39 +2,71 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Self
 from uuid import UUID
 
 import asyncpg
-from sqlalchemy import and_, bindparam, insert, or_, select
+from sqlalchemy import ColumnElement, ScalarSelect, and_, bindparam, func, insert, or_, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from order_svc.domain import Customer, Item, Order, OrderStatus
 from order_svc.models import customers, order_items, orders, outbox
+from shared.db import HotQuery
 from shared.envelope import CloudEvent
 from shared.events import CreditRejectionReason
 from shared.uow import UnitOfWork
 from shared.versioning import apply_if_newer, save_versioned
 
-# The statements of the saga's hot path, built once with bound parameters: building a
-# statement on every call cost more than running it (see README Performance).
-_ORDER = select(orders).where(orders.c.id == bindparam("order_id"))
-_ORDER_FOR_UPDATE = _ORDER.with_for_update()
-_ITEMS_OF = (
-    select(order_items)
-    .where(order_items.c.order_id.in_(bindparam("order_ids", expanding=True)))
-    .order_by(order_items.c.order_id, order_items.c.position)
+
+def _items(column: ColumnElement[Any]) -> ScalarSelect[Any]:
+    """One column of the order's items as an array, in their order: an order and its items
+    come back in one row, so reading an order is one statement."""
+    return (
+        select(func.array_agg(aggregate_order_by(column, order_items.c.position)))
+        .where(order_items.c.order_id == orders.c.id)
+        .scalar_subquery()
+    )
+
+
+# An order with its items, as `order_from` reads it.
+ORDER_COLUMNS = (
+    orders.c.id,
+    orders.c.user_id,
+    orders.c.status,
+    orders.c.reason,
+    orders.c.total,
+    orders.c.version,
+    orders.c.created_at,
+    orders.c.updated_at,
+    _items(order_items.c.sku).label("skus"),
+    _items(order_items.c.quantity).label("quantities"),
+    _items(order_items.c.unit_price).label("unit_prices"),
 )
-_ADD_ORDER = (
+
+# The statements of the saga's hot path, run on the driver (see `shared.db.HotQuery`).
+_ORDER = select(*ORDER_COLUMNS).where(orders.c.id == bindparam("order_id"))
+_GET_ORDER = HotQuery(_ORDER)
+_LOCK_ORDER = HotQuery(_ORDER.with_for_update(of=orders))
+_ORDER_BY_KEY = HotQuery(
+    select(*ORDER_COLUMNS, orders.c.request_fingerprint).where(
+        orders.c.user_id == bindparam("user_id"),
+        orders.c.idempotency_key == bindparam("idempotency_key"),
+    )
+)
+_ADD_ORDER = HotQuery(
     pg_insert(orders)
     .values({column.name: bindparam(column.name) for column in orders.columns})
     .on_conflict_do_nothing(constraint="uq_orders_idempotency_key")
     .returning(orders.c.id)
 )
+_ADD_ITEM = HotQuery(
+    insert(order_items).values({column.name: bindparam(column.name) for column in order_items.c})
+)
+_CUSTOMER = HotQuery(select(customers).where(customers.c.id == bindparam("user_id")))
 
 
 class Orders:
@@ -42,45 +74,37 @@ class Orders:
         self._connection = connection
 
     async def get(self, order_id: UUID, *, for_update: bool = False) -> Order | None:
-        query = _ORDER_FOR_UPDATE if for_update else _ORDER
-        row = (await self._connection.execute(query, {"order_id": order_id})).first()
-        if row is None:
-            return None
-        return (await self._with_items([row]))[0]
+        query = _LOCK_ORDER if for_update else _GET_ORDER
+        row = await query.fetchrow(self._connection, order_id=order_id)
+        return None if row is None else order_from(row)
 
     async def by_idempotency_key(self, user_id: UUID, key: str) -> tuple[Order, str] | None:
-        row = (
-            await self._connection.execute(
-                select(orders).where(orders.c.user_id == user_id, orders.c.idempotency_key == key)
-            )
-        ).first()
+        row = await _ORDER_BY_KEY.fetchrow(self._connection, user_id=user_id, idempotency_key=key)
         if row is None:
             return None
-        return (await self._with_items([row]))[0], row.request_fingerprint
+        return order_from(row), row["request_fingerprint"]
 
     async def add(
         self, order: Order, *, idempotency_key: str | None, fingerprint: str | None
     ) -> bool:
         """Insert a new order; False if the caller already used this idempotency key."""
-        result = await self._connection.execute(
-            _ADD_ORDER,
-            {
-                "id": order.id,
-                "user_id": order.user_id,
-                "status": order.status,
-                "reason": order.reason,
-                "total": order.total,
-                "version": order.version,
-                "created_at": order.created_at,
-                "updated_at": order.updated_at,
-                "idempotency_key": idempotency_key,
-                "request_fingerprint": fingerprint,
-            },
+        added = await _ADD_ORDER.fetchrow(
+            self._connection,
+            id=order.id,
+            user_id=order.user_id,
+            status=order.status,
+            reason=order.reason,
+            total=order.total,
+            version=order.version,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+            idempotency_key=idempotency_key,
+            request_fingerprint=fingerprint,
         )
-        if result.first() is None:
+        if added is None:
             return False
-        await self._connection.execute(
-            insert(order_items),
+        await _ADD_ITEM.executemany(
+            self._connection,
             [
                 {
                     "order_id": order.id,
@@ -117,7 +141,7 @@ class Orders:
         after: tuple[datetime, UUID] | None,
     ) -> list[Order]:
         """The user's orders newest first, starting after the (created_at, id) of a cursor."""
-        query = select(orders).where(orders.c.user_id == user_id)
+        query = select(*ORDER_COLUMNS).where(orders.c.user_id == user_id)
         if status is not None:
             query = query.where(orders.c.status == status)
         if after is not None:
@@ -129,30 +153,19 @@ class Orders:
                 )
             )
         query = query.order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(limit)
-        return await self._with_items((await self._connection.execute(query)).all())
-
-    async def _with_items(self, rows: Sequence[Row[Any]]) -> list[Order]:
-        if not rows:
-            return []
-        item_rows = await self._connection.execute(
-            _ITEMS_OF, {"order_ids": [row.id for row in rows]}
-        )
-        items: dict[UUID, list[Item]] = {}
-        for item in item_rows:
-            items.setdefault(item.order_id, []).append(
-                Item(sku=item.sku, quantity=item.quantity, unit_price=item.unit_price)
-            )
-        return [order_from(row._mapping, items.get(row.id, ())) for row in rows]
+        rows = await self._connection.execute(query)
+        return [order_from(row._mapping) for row in rows]
 
 
-def order_from(row: Mapping[str, Any] | asyncpg.Record, items: Iterable[Item]) -> Order:
-    """An order from a row of `orders` (through SQLAlchemy or the driver) and its items."""
+def order_from(row: Mapping[str, Any] | asyncpg.Record) -> Order:
+    """An order from a row of `ORDER_COLUMNS` (through SQLAlchemy or the driver)."""
+    items = zip(row["skus"] or (), row["quantities"] or (), row["unit_prices"] or (), strict=True)
     return Order(
         id=row["id"],
         user_id=row["user_id"],
         status=OrderStatus(row["status"]),
         reason=CreditRejectionReason(row["reason"]) if row["reason"] else None,
-        items=tuple(items),
+        items=tuple(Item(sku=s, quantity=q, unit_price=p) for s, q, p in items),
         total=row["total"],
         version=row["version"],
         created_at=row["created_at"],
@@ -165,12 +178,12 @@ class Customers:
         self._connection = connection
 
     async def get(self, user_id: UUID) -> Customer | None:
-        row = (
-            await self._connection.execute(select(customers).where(customers.c.id == user_id))
-        ).first()
+        row = await _CUSTOMER.fetchrow(self._connection, user_id=user_id)
         if row is None:
             return None
-        return Customer(id=row.id, name=row.name, status=row.status, version=row.version)
+        return Customer(
+            id=row["id"], name=row["name"], status=row["status"], version=row["version"]
+        )
 
     async def apply_if_newer(
         self, user_id: UUID, *, version: int, name: str | None = None, status: str | None = None
