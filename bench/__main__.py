@@ -185,11 +185,19 @@ async def service_figures(
             order_id, _, _ = await saga.order(customers[0])
             token = customers[0].token
 
-            phase("HTTP GET /orders/{id}: bare ASGI endpoint against order_svc (wrk)")
+            phase("HTTP GET /orders/{id}: bare ASGI, smallest FastAPI app, order_svc (wrk)")
             order_db = stack_order_db(resources)
-            raw = http.start_raw(resources, order_db, log_dir)
-            await raw.wait_ready(path="/healthz")
-            targets = {"raw_http_get_rps": raw.url, "http_get_rps": stack.order_svc.url}
+            raw = http.start_baseline("bench.baselines.raw_http", resources, order_db, log_dir)
+            fastapi = http.start_baseline(
+                "bench.baselines.fastapi_http", resources, order_db, log_dir
+            )
+            for baseline in (raw, fastapi):
+                await baseline.wait_ready(path="/healthz")
+            targets = {
+                "raw_http_get_rps": raw.url,
+                "fastapi_http_get_rps": fastapi.url,
+                "http_get_rps": stack.order_svc.url,
+            }
             await interleaved(
                 {
                     name: (
@@ -205,8 +213,9 @@ async def service_figures(
                 s.repetitions,
                 samples,
             )
-            resources.processes.remove(raw.process)
-            stop_process(raw.process)
+            for baseline in (raw, fastapi):
+                resources.processes.remove(baseline.process)
+                stop_process(baseline.process)
 
             phase(f"saga, closed loop: {s.saga_clients} clients")
             windows = await saga.closed_loop(

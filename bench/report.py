@@ -22,6 +22,7 @@ METRICS: tuple[str, ...] = (
     "faststream_consume_pg_eps",
     "consumer_eps",
     "raw_http_get_rps",
+    "fastapi_http_get_rps",
     "http_get_rps",
     "saga_orders_per_s",
     "saga_p50_ms",
@@ -36,6 +37,7 @@ UNITS: Mapping[str, str] = {
     "faststream_consume_pg_eps": "events/s",
     "consumer_eps": "events/s",
     "raw_http_get_rps": "requests/s",
+    "fastapi_http_get_rps": "requests/s",
     "http_get_rps": "requests/s",
     "saga_orders_per_s": "orders/s",
     "saga_p50_ms": "ms",
@@ -69,6 +71,14 @@ TARGETS: tuple[Target, ...] = (
 )
 
 
+# Ratios that judge nothing but say where a gap comes from: the framework itself against the
+# bare endpoint, and what order_svc adds on top of the framework.
+REFERENCES: tuple[tuple[str, str], ...] = (
+    ("fastapi_http_get_rps", "raw_http_get_rps"),
+    ("http_get_rps", "fastapi_http_get_rps"),
+)
+
+
 def median(samples: Sequence[float]) -> float:
     if not samples:
         raise ValueError("no samples: a figure needs at least one repetition")
@@ -98,7 +108,13 @@ def value_of(target: Target, metrics: Mapping[str, float]) -> float:
 
 
 def ratios(metrics: Mapping[str, float]) -> dict[str, float]:
-    return {t.name: round(value_of(t, metrics), 4) for t in TARGETS if t.denominator}
+    """The targets' ratios, then the references'."""
+    judged = {t.name: round(value_of(t, metrics), 4) for t in TARGETS if t.denominator}
+    referenced = {
+        f"{ours}/{base}": round(value_of(Target(ours, ">=", 0.0, base), metrics), 4)
+        for ours, base in REFERENCES
+    }
+    return {**judged, **referenced}
 
 
 def evaluate(metrics: Mapping[str, float]) -> list[dict[str, Any]]:
@@ -170,6 +186,9 @@ def markdown(results: Mapping[str, Any]) -> str:
             f"| `{verdict['name']}` | {verdict['value']:,.3f} | {verdict['op']} "
             f"{verdict['threshold']:g} | {'yes' if verdict['met'] else '**no**'} |"
         )
+    lines += ["", "| reference ratio | value |", "| --- | ---: |"]
+    for ours, base in REFERENCES:
+        lines.append(f"| `{ours}/{base}` | {results['ratios'][f'{ours}/{base}']:,.3f} |")
     return "\n".join(lines)
 
 

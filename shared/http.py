@@ -20,8 +20,10 @@ from uuid import UUID
 from aio_pika.abc import AbstractConnection
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.base import SecurityBase
+from fastapi.security.utils import get_authorization_scheme_param
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -162,20 +164,28 @@ def expected_version(if_match: str | None) -> int:
 
 _ETAG = re.compile(r'(?:W/)?"(?P<version>[0-9]{1,9})"')
 
-_bearer = HTTPBearer(auto_error=False, description="Access token from user_svc POST /auth/token")
+class BearerUser(SecurityBase):
+    """The caller's user id, from the bearer token in `Authorization`.
+
+    One dependency where `HTTPBearer` plus a dependency on it made two: FastAPI resolves each
+    level of dependencies per request, and on a single-row read that was a tenth of the work.
+    Declared as the same `HTTPBearer` security scheme in the OpenAPI document, and the header
+    is read the way `HTTPBearer` reads it.
+    """
+
+    def __init__(self) -> None:
+        self.model = HTTPBearerModel(description="Access token from user_svc POST /auth/token")
+        self.scheme_name = "HTTPBearer"
+
+    async def __call__(self, request: Request) -> UUID:
+        scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("missing bearer token")
+        tokens: TokenVerifier = request.app.state.tokens
+        return await tokens.user_id(token)
 
 
-async def current_user_id(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> UUID:
-    if credentials is None:
-        raise Unauthorized("missing bearer token")
-    tokens: TokenVerifier = request.app.state.tokens
-    return await tokens.user_id(credentials.credentials)
-
-
-CurrentUserId = Annotated[UUID, Depends(current_user_id)]
+CurrentUserId = Annotated[UUID, Depends(BearerUser())]
 
 
 def ops_router(

@@ -32,7 +32,7 @@ QUERY = (
     "SELECT id, user_id, status, reason, total, version, created_at, updated_at "
     "FROM orders WHERE id = $1"
 )
-# The services' engine: pool_size=10, max_overflow=10.
+# Up to as many connections as the services' engine holds (DATABASE_POOL_SIZE, 20).
 POOL_MIN, POOL_MAX = 10, 20
 
 

@@ -1,5 +1,5 @@
-"""`http_get_rps` and `raw_http_get_rps`: wrk against `GET /orders/{id}` of order_svc and of the
-bare ASGI baseline, with the same token, connections, threads and duration.
+"""`http_get_rps`, `raw_http_get_rps` and `fastapi_http_get_rps`: wrk against `GET /orders/{id}`
+of order_svc and of the two baselines, with the same token, connections, threads and duration.
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from bench.stack import Service, free_port, spawn
 from bench.wrk import requests_per_second
 
 
-def start_raw(resources: Resources, database_url: str, log_dir: Path) -> Service:
-    """The baseline endpoint as its own uvicorn process, reading order_svc's database."""
+def start_baseline(module: str, resources: Resources, database_url: str, log_dir: Path) -> Service:
+    """A baseline endpoint (`bench.baselines.raw_http` or `.fastapi_http`) as its own uvicorn
+    process, reading order_svc's database."""
     port = free_port()
-    return spawn(
-        resources, "bench.baselines.raw_http", {}, port, log_dir, args=(database_url, str(port))
-    )
+    return spawn(resources, module, {}, port, log_dir, args=(database_url, str(port)))
 
 
 async def measure(

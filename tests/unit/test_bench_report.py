@@ -20,6 +20,7 @@ BASELINE_AND_OURS = {
     "faststream_consume_pg_eps": 500.0,
     "consumer_eps": 700.0,
     "raw_http_get_rps": 4000.0,
+    "fastapi_http_get_rps": 2500.0,
     "http_get_rps": 2000.0,
     "saga_orders_per_s": 600.0,
     "saga_p50_ms": 20.0,
@@ -69,6 +70,8 @@ def test_ratio_targets_divide_ours_by_the_baseline() -> None:
         "consumer_eps/raw_consume_pg_eps": 0.7,
         "consumer_eps/faststream_consume_pg_eps": 1.4,
         "http_get_rps/raw_http_get_rps": 0.5,
+        "fastapi_http_get_rps/raw_http_get_rps": 0.625,
+        "http_get_rps/fastapi_http_get_rps": 0.8,
     }
 
 
@@ -125,3 +128,8 @@ def test_markdown_lists_every_metric_and_every_target() -> None:
     for name in report.METRICS:
         assert f"`{name}`" in table
     assert "| `saga_p99_ms` | 150.000 | <= 100 | **no** |" in table
+
+
+def test_markdown_shows_the_reference_ratios_without_a_verdict() -> None:
+    table = report.markdown(results())
+    assert "| `http_get_rps/fastapi_http_get_rps` | 0.800 |" in table
