@@ -164,6 +164,7 @@ def expected_version(if_match: str | None) -> int:
 
 _ETAG = re.compile(r'(?:W/)?"(?P<version>[0-9]{1,9})"')
 
+
 class BearerUser(SecurityBase):
     """The caller's user id, from the bearer token in `Authorization`.
 
