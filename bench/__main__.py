@@ -24,7 +24,7 @@ from typing import Any
 
 import uvloop
 
-from bench import growth, report
+from bench import cpu, growth, report
 from bench.baselines import faststream_consume, raw_consume, raw_publish
 from bench.infra import Resources, stop_process
 from bench.machine import describe
@@ -33,7 +33,7 @@ from bench.ours import consumer, http, relay
 from bench.ours.saga import Saga
 from bench.rss import RssSampler
 from bench.settings import FULL, QUICK, BenchSettings
-from bench.stack import Stack, register, start
+from bench.stack import Service, Stack, register, start
 from bench.wrk import require_wrk
 
 RESULTS = Path(__file__).with_name("results")
@@ -167,6 +167,61 @@ async def broker_figures(
     }
 
 
+async def http_figures(
+    settings: BenchSettings,
+    resources: Resources,
+    stack: Stack,
+    log_dir: Path,
+    samples: dict[str, list[float]],
+    *,
+    order_id: str,
+    token: str,
+) -> dict[str, dict[str, float]]:
+    """wrk against both baselines and order_svc; the CPU each spent per request (the server
+    process, PostgreSQL, the machine), as the median of the repetitions."""
+    s = settings
+    phase("HTTP GET /orders/{id}: bare ASGI, smallest FastAPI app, order_svc (wrk)")
+    order_db = stack_order_db(resources)
+    raw = http.start_baseline("bench.baselines.raw_http", resources, order_db, log_dir)
+    fastapi = http.start_baseline("bench.baselines.fastapi_http", resources, order_db, log_dir)
+    for baseline in (raw, fastapi):
+        await baseline.wait_ready(path="/healthz")
+    targets = {
+        "raw_http_get_rps": raw,
+        "fastapi_http_get_rps": fastapi,
+        "http_get_rps": stack.order_svc,
+    }
+    spent: dict[str, list[dict[str, float]]] = defaultdict(list)
+
+    async def timed(name: str, server: Service) -> float:
+        pids = {"server": server.pid}
+        before = cpu.snapshot(pids)
+        rps = await http.measure(server.url, order_id, token, s, seconds=s.http_seconds)
+        spent[name].append(cpu.per_unit(before, cpu.snapshot(pids), rps * s.http_seconds))
+        return rps
+
+    await interleaved(
+        {
+            name: (
+                lambda server=server: http.measure(
+                    server.url, order_id, token, s, seconds=s.http_warmup_seconds
+                ),
+                lambda name=name, server=server: timed(name, server),
+            )
+            for name, server in targets.items()
+        },
+        s.repetitions,
+        samples,
+    )
+    for baseline in (raw, fastapi):
+        resources.processes.remove(baseline.process)
+        stop_process(baseline.process)
+    return {
+        name: {key: report.median([run[key] for run in runs]) for key in runs[0]}
+        for name, runs in spent.items()
+    }
+
+
 async def service_figures(
     settings: BenchSettings,
     resources: Resources,
@@ -176,7 +231,8 @@ async def service_figures(
     s = settings
     phase("starting user_svc and order_svc")
     stack: Stack = await start(resources, log_dir)
-    sampler = RssSampler({"user_svc": stack.user_svc.pid, "order_svc": stack.order_svc.pid})
+    services = {"user_svc": stack.user_svc.pid, "order_svc": stack.order_svc.pid}
+    sampler = RssSampler(services)
     sampler.start()
     try:
         phase(f"registering and logging in {s.saga_users} users over HTTP")
@@ -185,45 +241,21 @@ async def service_figures(
             order_id, _, _ = await saga.order(customers[0])
             token = customers[0].token
 
-            phase("HTTP GET /orders/{id}: bare ASGI, smallest FastAPI app, order_svc (wrk)")
-            order_db = stack_order_db(resources)
-            raw = http.start_baseline("bench.baselines.raw_http", resources, order_db, log_dir)
-            fastapi = http.start_baseline(
-                "bench.baselines.fastapi_http", resources, order_db, log_dir
+            http_cpu = await http_figures(
+                settings, resources, stack, log_dir, samples, order_id=order_id, token=token
             )
-            for baseline in (raw, fastapi):
-                await baseline.wait_ready(path="/healthz")
-            targets = {
-                "raw_http_get_rps": raw.url,
-                "fastapi_http_get_rps": fastapi.url,
-                "http_get_rps": stack.order_svc.url,
-            }
-            await interleaved(
-                {
-                    name: (
-                        lambda url=url: http.measure(
-                            url, order_id, token, s, seconds=s.http_warmup_seconds
-                        ),
-                        lambda url=url: http.measure(
-                            url, order_id, token, s, seconds=s.http_seconds
-                        ),
-                    )
-                    for name, url in targets.items()
-                },
-                s.repetitions,
-                samples,
-            )
-            for baseline in (raw, fastapi):
-                resources.processes.remove(baseline.process)
-                stop_process(baseline.process)
 
             phase(f"saga, closed loop: {s.saga_clients} clients")
-            windows = await saga.closed_loop(
+            before = cpu.snapshot(services)
+            loop = await saga.closed_loop(
                 clients=s.saga_clients,
                 warmup=s.saga_warmup_seconds,
                 windows=s.repetitions,
                 seconds=s.saga_seconds,
             )
+            saga_cpu = cpu.per_unit(before, cpu.snapshot(services), loop.orders)
+            phase(f"  CPU ms per order: {saga_cpu}")
+            windows = loop.windows
             samples["saga_orders_per_s"].extend(windows)
             saturation = report.median(windows)
             phase(f"  orders/s per window: {', '.join(f'{w:,.1f}' for w in windows)}")
@@ -257,6 +289,10 @@ async def service_figures(
         "http": {"order_id": order_id, "tool": "wrk"},
         "saga_open_loop_runs": open_runs,
         "rss_peak_mb": {k: round(v, 1) for k, v in sampler.peak_mb.items()},
+        # Where the cores went (see bench/cpu.py): per order over the whole closed loop, and
+        # per request (median of the repetitions) for each HTTP target.
+        "saga_cpu_ms_per_order": saga_cpu,
+        "http_cpu_ms_per_request": http_cpu,
         "service_logs": str(log_dir),
     }
     sweep = {

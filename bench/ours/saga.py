@@ -93,6 +93,12 @@ class Tap:
         return at
 
 
+@dataclass(frozen=True)
+class ClosedLoop:
+    windows: list[float]  # orders confirmed per second in each window after the warm-up
+    orders: int  # orders confirmed in all, warm-up included
+
+
 @dataclass
 class Saga:
     stack: Stack
@@ -132,7 +138,7 @@ class Saga:
 
     async def closed_loop(
         self, *, clients: int, warmup: float, windows: int, seconds: float
-    ) -> list[float]:
+    ) -> ClosedLoop:
         """Orders confirmed per second in each of `windows` windows after the warm-up."""
         started = time.perf_counter()
         measured_from = started + warmup
@@ -151,7 +157,7 @@ class Saga:
             window = int((at - measured_from) // seconds)
             if 0 <= window < windows:
                 counts[window] += 1
-        return [count / seconds for count in counts]
+        return ClosedLoop([count / seconds for count in counts], len(confirmations))
 
     async def open_loop(self, *, rate: float, seconds: float) -> dict[str, Any]:
         """Send `rate` orders per second for `seconds`; percentiles of their confirmation."""
