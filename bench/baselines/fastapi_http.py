@@ -17,10 +17,9 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 
-from bench.baselines.raw_http import POOL_MAX, POOL_MIN, QUERY
+from bench.baselines.raw_http import POOL_MAX, POOL_MIN, QUERY, serve
 from shared.db import asyncpg_dsn
 
 
@@ -52,14 +51,7 @@ def create_app(database_url: str) -> FastAPI:
 
 def main(argv: list[str]) -> None:
     database_url, port = argv[1], int(argv[2])
-    config = uvicorn.Config(
-        create_app(database_url),
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        timeout_graceful_shutdown=10,
-    )
-    uvicorn.Server(config).run()
+    serve(create_app(database_url), port)
 
 
 if __name__ == "__main__":

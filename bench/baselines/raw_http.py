@@ -27,6 +27,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 QUERY = (
     "SELECT id, user_id, status, reason, total, version, created_at, updated_at "
@@ -96,16 +97,17 @@ async def _reply(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def main(argv: list[str]) -> None:
-    database_url, port = argv[1], int(argv[2])
+def serve(app: ASGIApp, port: int) -> None:
+    """uvicorn as `shared.service.serve` runs it; both HTTP baselines are served by this."""
     config = uvicorn.Config(
-        RawOrders(database_url),
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        timeout_graceful_shutdown=10,
+        app, host="127.0.0.1", port=port, log_config=None, timeout_graceful_shutdown=10
     )
     uvicorn.Server(config).run()
+
+
+def main(argv: list[str]) -> None:
+    database_url, port = argv[1], int(argv[2])
+    serve(RawOrders(database_url), port)
 
 
 if __name__ == "__main__":
