@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Self
 from uuid import UUID
 
 import asyncpg
-from sqlalchemy import ColumnElement, ScalarSelect, and_, bindparam, func, insert, or_, select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    ScalarSelect,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -17,7 +29,8 @@ from order_svc.domain import Customer, Item, Order, OrderStatus
 from order_svc.models import customers, order_items, orders, outbox
 from shared.db import HotQuery
 from shared.envelope import CloudEvent
-from shared.events import CreditRejectionReason
+from shared.events import CreditRejectionReason, UserCreditRejected, UserCreditReserved
+from shared.locked_rows import LockedRows
 from shared.uow import UnitOfWork
 from shared.versioning import apply_if_newer, save_versioned
 
@@ -51,6 +64,12 @@ ORDER_COLUMNS = (
 _ORDER = select(*ORDER_COLUMNS).where(orders.c.id == bindparam("order_id"))
 _GET_ORDER = HotQuery(_ORDER)
 _LOCK_ORDER = HotQuery(_ORDER.with_for_update(of=orders))
+_LOCK_ORDERS = HotQuery(
+    select(*ORDER_COLUMNS)
+    .where(orders.c.id == any_(bindparam("order_ids", type_=ARRAY(Uuid))))
+    .order_by(orders.c.id)
+    .with_for_update(of=orders)
+)
 _ORDER_BY_KEY = HotQuery(
     select(*ORDER_COLUMNS, orders.c.request_fingerprint).where(
         orders.c.user_id == bindparam("user_id"),
@@ -72,10 +91,18 @@ _CUSTOMER = HotQuery(select(customers).where(customers.c.id == bindparam("user_i
 class Orders:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
+        self._locked = LockedRows(_LOCK_ORDERS, keys="order_ids")
+
+    async def lock(self, order_ids: Sequence[UUID]) -> None:
+        """Lock these orders for the rest of the transaction, in one statement; `get` then
+        answers from what it read."""
+        await self._locked.lock(self._connection, order_ids)
 
     async def get(self, order_id: UUID, *, for_update: bool = False) -> Order | None:
-        query = _LOCK_ORDER if for_update else _GET_ORDER
-        row = await query.fetchrow(self._connection, order_id=order_id)
+        row = self._locked.get(order_id)
+        if row is None:
+            query = _LOCK_ORDER if for_update else _GET_ORDER
+            row = await query.fetchrow(self._connection, order_id=order_id)
         return None if row is None else order_from(row)
 
     async def by_idempotency_key(self, user_id: UUID, key: str) -> tuple[Order, str] | None:
@@ -119,18 +146,16 @@ class Orders:
         return True
 
     async def save(self, order: Order, *, expected_version: int) -> None:
+        values = {
+            "status": order.status,
+            "reason": order.reason,
+            "version": order.version,
+            "updated_at": order.updated_at,
+        }
         await save_versioned(
-            self._connection,
-            orders,
-            key=order.id,
-            expected_version=expected_version,
-            values={
-                "status": order.status,
-                "reason": order.reason,
-                "version": order.version,
-                "updated_at": order.updated_at,
-            },
+            self._connection, orders, key=order.id, expected_version=expected_version, values=values
         )
+        self._locked.saved(order.id, values)
 
     async def page(
         self,
@@ -207,6 +232,13 @@ class OrderUnitOfWork(UnitOfWork):
         self.orders = Orders(self.connection)
         self.customers = Customers(self.connection)
         return self
+
+    async def preload(self, events: Sequence[Any]) -> None:
+        """Every credit decision starts by locking its order: the batch's orders are locked at
+        once."""
+        await self.orders.lock(
+            [e.order_id for e in events if isinstance(e, UserCreditReserved | UserCreditRejected)]
+        )
 
     def collect(self, order: Order) -> None:
         """Take the events the order raised into this unit of work."""

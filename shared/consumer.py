@@ -11,10 +11,11 @@ For every message, in this order:
    redelivery a no-op. A crash before the commit rolls everything back; the redelivery applies it.
 
 Messages that are already waiting when a worker becomes free are applied together, up to
-`batch_size`, in one transaction: one inbox insert, the handlers in delivery order, one outbox
-insert, one commit. That divides the fixed cost of a transaction (connection checkout, begin,
-commit and its WAL flush) by the batch, and costs no latency: a worker never waits to fill a
-batch. If anything in a batch fails, the transaction rolls back and each of its messages is
+`batch_size`, in one transaction: one inbox insert, one statement locking the rows the handlers
+will change (`UnitOfWork.preload`), the handlers in delivery order, one outbox insert, one
+commit. That divides the fixed cost of a transaction (connection checkout, begin, commit and its
+WAL flush) and of the row locks by the batch, and costs no latency: a worker never waits to fill
+a batch. If anything in a batch fails, the transaction rolls back and each of its messages is
 applied again on its own, so one bad message only ever affects itself.
 
 A failing handler (database down, deadlock, a bug) does not block the queue: the message is
@@ -245,6 +246,7 @@ class EventConsumer(Generic[U]):
                 consumer=self.name,
                 events=[(m.envelope.id, m.envelope.type) for m in messages],
             )
+            await uow.preload([m.data for m in messages if m.envelope.id in unclaimed])
             results = []
             for message in messages:
                 envelope = message.envelope

@@ -10,8 +10,9 @@ expose their repositories on the same connection.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -62,6 +63,11 @@ class UnitOfWork:
                 await connection.rollback()
         finally:
             await connection.close()
+
+    async def preload(self, events: Sequence[Any]) -> None:
+        """Called by the consumer with a batch's events before their handlers run, so that a
+        service can lock and read in one statement the rows its handlers would each ask for
+        (`shared.locked_rows`). Nothing by default."""
 
     def emit(self, *events: DomainEvent) -> None:
         traceparent = current_traceparent()

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Self
 from uuid import UUID
 
 import asyncpg
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import ARRAY, Uuid, any_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import HotQuery
 from shared.envelope import CloudEvent
-from shared.events import CreditRejectionReason
+from shared.events import CreditRejectionReason, OrderCancelled, OrderCreated
+from shared.locked_rows import LockedRows
 from shared.uow import UnitOfWork
 from shared.versioning import save_versioned
 from user_svc.domain import Reservation, ReservationState, User, UserStatus
@@ -26,6 +27,12 @@ from user_svc.models import credit_reservations, outbox, users
 _USER_BY_ID = select(users).where(users.c.id == bindparam("user_id"))
 _USER = HotQuery(_USER_BY_ID)
 _USER_FOR_UPDATE = HotQuery(_USER_BY_ID.with_for_update())
+_LOCK_USERS = HotQuery(
+    select(users)
+    .where(users.c.id == any_(bindparam("user_ids", type_=ARRAY(Uuid))))
+    .order_by(users.c.id)
+    .with_for_update()
+)
 _ADD_RESERVATION = HotQuery(
     pg_insert(credit_reservations)
     .values(
@@ -39,10 +46,18 @@ _ADD_RESERVATION = HotQuery(
 class Users:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
+        self._locked = LockedRows(_LOCK_USERS, keys="user_ids")
+
+    async def lock(self, user_ids: Sequence[UUID]) -> None:
+        """Lock these users for the rest of the transaction, in one statement; `get` then
+        answers from what it read."""
+        await self._locked.lock(self._connection, user_ids)
 
     async def get(self, user_id: UUID, *, for_update: bool = False) -> User | None:
-        query = _USER_FOR_UPDATE if for_update else _USER
-        row = await query.fetchrow(self._connection, user_id=user_id)
+        row = self._locked.get(user_id)
+        if row is None:
+            query = _USER_FOR_UPDATE if for_update else _USER
+            row = await query.fetchrow(self._connection, user_id=user_id)
         return _user(row) if row else None
 
     async def credentials(self, email: str) -> tuple[User, str] | None:
@@ -69,19 +84,17 @@ class Users:
         return result.first() is not None
 
     async def save(self, user: User, *, expected_version: int) -> None:
+        values = {
+            "name": user.name,
+            "status": user.status,
+            "credit_reserved": user.credit_reserved,
+            "version": user.version,
+            "updated_at": datetime.now(UTC),
+        }
         await save_versioned(
-            self._connection,
-            users,
-            key=user.id,
-            expected_version=expected_version,
-            values={
-                "name": user.name,
-                "status": user.status,
-                "credit_reserved": user.credit_reserved,
-                "version": user.version,
-                "updated_at": datetime.now(UTC),
-            },
+            self._connection, users, key=user.id, expected_version=expected_version, values=values
         )
+        self._locked.saved(user.id, values)
 
 
 class Reservations:
@@ -133,6 +146,12 @@ class UserUnitOfWork(UnitOfWork):
         self.users = Users(self.connection)
         self.reservations = Reservations(self.connection)
         return self
+
+    async def preload(self, events: Sequence[Any]) -> None:
+        """Every saga event starts by locking its user: the batch's users are locked at once."""
+        await self.users.lock(
+            [e.user_id for e in events if isinstance(e, OrderCreated | OrderCancelled)]
+        )
 
     def collect(self, user: User) -> None:
         """Take the events the user raised into this unit of work."""

@@ -1,7 +1,8 @@
 """order_svc's command and query handlers against a real PostgreSQL.
 
 Idempotency keys are decided by the unique key on (user, key), races included; listing pages
-through a user's orders newest first with a (created_at, id) cursor.
+through a user's orders newest first with a (created_at, id) cursor; a batch of credit decisions
+locks its orders up front.
 """
 
 from __future__ import annotations
@@ -21,12 +22,21 @@ from order_svc.handlers import (
     PlaceOrder,
     cancel_order,
     list_orders,
+    on_credit_rejected,
+    on_credit_reserved,
     place_order,
 )
 from order_svc.models import orders, outbox
 from order_svc.uow import unit_of_work
 from shared.db import create_engine
+from shared.envelope import decode, encode, wrap
 from shared.errors import Invalid
+from shared.events import (
+    CreditRejectionReason,
+    DomainEvent,
+    UserCreditRejected,
+    UserCreditReserved,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -197,3 +207,34 @@ async def test_a_listing_of_a_user_without_orders_is_empty(engine: AsyncEngine) 
     await place(engine, uuid4())
 
     assert await all_pages(engine, uuid4(), status=None, limit=3) == [[]]
+
+
+async def test_a_batch_applies_each_decision_on_what_the_one_before_left(
+    engine: AsyncEngine,
+) -> None:
+    view = await place(engine, uuid4())
+    order = view.order
+    reserved = UserCreditReserved(user_id=order.user_id, order_id=order.id, amount=order.total)
+    rejected_late = UserCreditRejected(
+        user_id=order.user_id,
+        order_id=order.id,
+        amount=order.total,
+        reason=CreditRejectionReason.INSUFFICIENT_CREDIT,
+    )
+    decisions = (reserved, rejected_late)
+    events = [DomainEvent(data=d, subject=order.user_id, aggregate_version=2) for d in decisions]
+    first, second = (decode(encode(wrap(e, source="/user_svc")))[0] for e in events)
+
+    async with unit_of_work(engine) as uow:
+        await uow.preload(decisions)
+        uow.cause = first
+        await on_credit_reserved(reserved, first, uow)
+        uow.cause = second
+        await on_credit_rejected(rejected_late, second, uow)
+        await uow.commit()
+
+    async with unit_of_work(engine) as uow:
+        stored = await uow.orders.get(order.id)
+    assert stored is not None
+    assert (stored.status, stored.version) == (OrderStatus.CONFIRMED, 2)
+    assert await outbox_types(engine) == ["order.created", "order.confirmed"]

@@ -6,6 +6,7 @@ body, a unit of work caused by that envelope, the handler inside `async with`, t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 from uuid import UUID, uuid4
@@ -18,6 +19,7 @@ from shared.db import create_engine
 from shared.envelope import CloudEvent, decode, encode, wrap
 from shared.errors import Conflict
 from shared.events import DomainEvent, EventData, OrderCancelled, OrderCreated, OrderItem
+from tests.integration.locks import wait_until_a_backend_waits_on_a_lock
 from user_svc.domain import ReservationState, User
 from user_svc.handlers import (
     RegisterUser,
@@ -81,15 +83,29 @@ async def deliver(
     engine: AsyncEngine, handler: SagaHandler, data: EventData, order_id: UUID
 ) -> None:
     """Handle an order_svc event as the consumer would (without the inbox: a new delivery)."""
-    body = encode(
-        wrap(
-            DomainEvent(data=data, subject=order_id, aggregate_version=1, correlation_id=order_id),
-            source="/order_svc",
-        )
-    )
-    envelope, decoded = decode(body)
+    envelope, decoded = as_delivered(data, order_id)
     async with unit_of_work(engine, cause=envelope) as uow:
         await handler(decoded, envelope, uow)
+        await uow.commit()
+
+
+def as_delivered(data: EventData, order_id: UUID) -> tuple[CloudEvent, Any]:
+    """An order_svc event as a consumer receives it: its envelope and its decoded data."""
+    event = DomainEvent(data=data, subject=order_id, aggregate_version=1, correlation_id=order_id)
+    return decode(encode(wrap(event, source="/order_svc")))
+
+
+async def deliver_together(
+    engine: AsyncEngine, deliveries: list[tuple[SagaHandler, EventData, UUID]]
+) -> None:
+    """Handle several events in one transaction, as the consumer applies a batch: the unit of
+    work preloads their rows, then each handler runs in turn."""
+    delivered = [(handler, *as_delivered(data, order_id)) for handler, data, order_id in deliveries]
+    async with unit_of_work(engine) as uow:
+        await uow.preload([decoded for _, _, decoded in delivered])
+        for handler, envelope, decoded in delivered:
+            uow.cause = envelope
+            await handler(decoded, envelope, uow)
         await uow.commit()
 
 
@@ -265,3 +281,44 @@ async def test_cancelling_a_rejected_order_releases_nothing(
     assert (await stored_user(engine, user.id)).credit_reserved == 0
     assert await reservation_state(engine, order_id) is ReservationState.REJECTED
     assert [e.type for e in await saga_events(engine)] == ["user.credit_rejected"]
+
+
+async def test_a_batch_of_two_orders_of_one_user_reserves_both_totals(
+    engine: AsyncEngine, passwords: Passwords
+) -> None:
+    user = await register(engine, passwords)
+    first, second = uuid4(), uuid4()
+
+    await deliver_together(
+        engine,
+        [
+            (on_order_created, order_created(user.id, first, 1_000), first),
+            (on_order_created, order_created(user.id, second, 2_000), second),
+        ],
+    )
+
+    stored = await stored_user(engine, user.id)
+    assert (stored.credit_reserved, stored.version) == (3_000, 3)
+    assert [e.aggregateversion for e in await saga_events(engine)] == [2, 3]
+
+
+async def test_a_batch_holds_its_users_locked_from_its_start_until_it_commits(
+    engine: AsyncEngine, passwords: Passwords
+) -> None:
+    user = await register(engine, passwords)
+    batched, concurrent = uuid4(), uuid4()
+    envelope, event = as_delivered(order_created(user.id, batched, 1_000), batched)
+
+    async with unit_of_work(engine, cause=envelope) as uow:
+        await uow.preload([event])
+        other = asyncio.create_task(
+            deliver(engine, on_order_created, order_created(user.id, concurrent, 2_000), concurrent)
+        )
+        await wait_until_a_backend_waits_on_a_lock(engine)
+        await on_order_created(event, envelope, uow)
+        await uow.commit()
+    await other
+
+    stored = await stored_user(engine, user.id)
+    assert (stored.credit_reserved, stored.version) == (3_000, 3)
+    assert [e.aggregateversion for e in await saga_events(engine)] == [2, 3]
