@@ -9,12 +9,9 @@ from uuid import UUID
 
 import asyncpg
 from sqlalchemy import (
-    ARRAY,
     ColumnElement,
     ScalarSelect,
-    Uuid,
     and_,
-    any_,
     bindparam,
     func,
     insert,
@@ -64,12 +61,6 @@ ORDER_COLUMNS = (
 _ORDER = select(*ORDER_COLUMNS).where(orders.c.id == bindparam("order_id"))
 _GET_ORDER = HotQuery(_ORDER)
 _LOCK_ORDER = HotQuery(_ORDER.with_for_update(of=orders))
-_LOCK_ORDERS = HotQuery(
-    select(*ORDER_COLUMNS)
-    .where(orders.c.id == any_(bindparam("order_ids", type_=ARRAY(Uuid))))
-    .order_by(orders.c.id)
-    .with_for_update(of=orders)
-)
 _ORDER_BY_KEY = HotQuery(
     select(*ORDER_COLUMNS, orders.c.request_fingerprint).where(
         orders.c.user_id == bindparam("user_id"),
@@ -91,11 +82,11 @@ _CUSTOMER = HotQuery(select(customers).where(customers.c.id == bindparam("user_i
 class Orders:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
-        self._locked = LockedRows(_LOCK_ORDERS, keys="order_ids")
+        self._locked = LockedRows(orders, columns=ORDER_COLUMNS)
 
     async def lock(self, order_ids: Sequence[UUID]) -> None:
         """Lock these orders for the rest of the transaction, in one statement; `get` then
-        answers from what it read."""
+        answers from what it read, and `save` holds their writes back until `flush`."""
         await self._locked.lock(self._connection, order_ids)
 
     async def get(self, order_id: UUID, *, for_update: bool = False) -> Order | None:
@@ -152,10 +143,17 @@ class Orders:
             "version": order.version,
             "updated_at": order.updated_at,
         }
-        await save_versioned(
-            self._connection, orders, key=order.id, expected_version=expected_version, values=values
-        )
-        self._locked.saved(order.id, values)
+        if not self._locked.save(order.id, expected_version=expected_version, values=values):
+            await save_versioned(
+                self._connection,
+                orders,
+                key=order.id,
+                expected_version=expected_version,
+                values=values,
+            )
+
+    async def flush(self) -> None:
+        await self._locked.flush(self._connection)
 
     async def page(
         self,
@@ -239,6 +237,9 @@ class OrderUnitOfWork(UnitOfWork):
         await self.orders.lock(
             [e.order_id for e in events if isinstance(e, UserCreditReserved | UserCreditRejected)]
         )
+
+    async def flush(self) -> None:
+        await self.orders.flush()
 
     def collect(self, order: Order) -> None:
         """Take the events the order raised into this unit of work."""

@@ -66,8 +66,11 @@ class UnitOfWork:
 
     async def preload(self, events: Sequence[Any]) -> None:
         """Called by the consumer with a batch's events before their handlers run, so that a
-        service can lock and read in one statement the rows its handlers would each ask for
-        (`shared.locked_rows`). Nothing by default."""
+        service can lock and read in one statement the rows its handlers would each ask for,
+        and hold their writes back until `flush` (`shared.locked_rows`). Nothing by default."""
+
+    async def flush(self) -> None:
+        """Write what the repositories held back; `commit` calls it first. Nothing by default."""
 
     def emit(self, *events: DomainEvent) -> None:
         traceparent = current_traceparent()
@@ -77,6 +80,7 @@ class UnitOfWork:
 
     async def commit(self) -> list[CloudEvent]:
         """Commit the state change and its events together; return the envelopes written."""
+        await self.flush()
         envelopes = self._raised
         await outbox.append(self.connection, self._outbox, envelopes)
         await self.connection.commit()

@@ -322,3 +322,23 @@ async def test_a_batch_holds_its_users_locked_from_its_start_until_it_commits(
     stored = await stored_user(engine, user.id)
     assert (stored.credit_reserved, stored.version) == (3_000, 3)
     assert [e.aggregateversion for e in await saga_events(engine)] == [2, 3]
+
+
+async def test_a_batch_fails_whole_when_an_order_it_decides_was_decided_under_it(
+    engine: AsyncEngine,
+) -> None:
+    unknown_user, order_id = uuid4(), uuid4()
+    envelope, event = as_delivered(order_created(unknown_user, order_id, 1_000), order_id)
+
+    async with unit_of_work(engine, cause=envelope) as uow:
+        await uow.preload([event])
+        # No user row to lock: a cancellation decides the order meanwhile.
+        await deliver(
+            engine, on_order_cancelled, order_cancelled(unknown_user, order_id, 1_000), order_id
+        )
+        await on_order_created(event, envelope, uow)
+        with pytest.raises(Conflict):
+            await uow.commit()
+
+    assert await reservation_state(engine, order_id) is ReservationState.CANCELLED
+    assert await saga_events(engine) == []
