@@ -85,6 +85,7 @@ class LockedRows:
         )
         if len(written) != len(keys):
             raise StaleVersion(f"{self._table.name} rows changed under their locks")
+        self._locked_versions.update((key, self._rows[key]["version"]) for key in keys)
 
 
 @functools.cache
