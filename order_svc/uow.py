@@ -9,6 +9,7 @@ from uuid import UUID
 
 import asyncpg
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
     ScalarSelect,
     and_,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -67,14 +69,42 @@ _ORDER_BY_KEY = HotQuery(
         orders.c.idempotency_key == bindparam("idempotency_key"),
     )
 )
-_ADD_ORDER = HotQuery(
+# An order and its items in one statement: the items travel as one array per column, and are
+# inserted only if the order was (a replayed idempotency key inserts neither).
+_ITEM_ARRAYS = {
+    "position": "positions",
+    "sku": "skus",
+    "quantity": "quantities",
+    "unit_price": "unit_prices",
+}
+_ADDED = (
     pg_insert(orders)
     .values({column.name: bindparam(column.name) for column in orders.columns})
     .on_conflict_do_nothing(constraint="uq_orders_idempotency_key")
     .returning(orders.c.id)
+    .cte("added")
 )
-_ADD_ITEM = HotQuery(
-    insert(order_items).values({column.name: bindparam(column.name) for column in order_items.c})
+_ITEMS = (
+    func.unnest(
+        *(
+            bindparam(array, type_=ARRAY(order_items.c[column].type))
+            for column, array in _ITEM_ARRAYS.items()
+        )
+    )
+    .table_valued(*_ITEM_ARRAYS)
+    .render_derived()
+)
+_ADD_ORDER = HotQuery(
+    select(_ADDED.c.id).add_cte(
+        insert(order_items)
+        .from_select(
+            ["order_id", *_ITEM_ARRAYS],
+            select(_ADDED.c.id, *(_ITEMS.c[column] for column in _ITEM_ARRAYS)).select_from(
+                _ADDED.join(_ITEMS, true())
+            ),
+        )
+        .cte("added_items")
+    )
 )
 _CUSTOMER = HotQuery(select(customers).where(customers.c.id == bindparam("user_id")))
 
@@ -105,7 +135,8 @@ class Orders:
     async def add(
         self, order: Order, *, idempotency_key: str | None, fingerprint: str | None
     ) -> bool:
-        """Insert a new order; False if the caller already used this idempotency key."""
+        """Insert a new order and its items; False if the caller already used this
+        idempotency key."""
         added = await _ADD_ORDER.fetchrow(
             self._connection,
             id=order.id,
@@ -118,23 +149,12 @@ class Orders:
             updated_at=order.updated_at,
             idempotency_key=idempotency_key,
             request_fingerprint=fingerprint,
+            positions=list(range(len(order.items))),
+            skus=[item.sku for item in order.items],
+            quantities=[item.quantity for item in order.items],
+            unit_prices=[item.unit_price for item in order.items],
         )
-        if added is None:
-            return False
-        await _ADD_ITEM.executemany(
-            self._connection,
-            [
-                {
-                    "order_id": order.id,
-                    "position": position,
-                    "sku": item.sku,
-                    "quantity": item.quantity,
-                    "unit_price": item.unit_price,
-                }
-                for position, item in enumerate(order.items)
-            ],
-        )
-        return True
+        return added is not None
 
     async def save(self, order: Order, *, expected_version: int) -> None:
         values = {
