@@ -31,7 +31,7 @@ from shared.envelope import CloudEvent
 from shared.events import CreditRejectionReason, UserCreditRejected, UserCreditReserved
 from shared.locked_rows import LockedRows
 from shared.uow import UnitOfWork
-from shared.versioning import apply_if_newer, save_versioned
+from shared.versioning import apply_if_newer
 
 
 def _items(column: ColumnElement[Any]) -> ScalarSelect[Any]:
@@ -163,14 +163,9 @@ class Orders:
             "version": order.version,
             "updated_at": order.updated_at,
         }
-        if not self._locked.save(order.id, expected_version=expected_version, values=values):
-            await save_versioned(
-                self._connection,
-                orders,
-                key=order.id,
-                expected_version=expected_version,
-                values=values,
-            )
+        await self._locked.save(
+            self._connection, order.id, expected_version=expected_version, values=values
+        )
 
     async def flush(self) -> None:
         await self._locked.flush(self._connection)

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import HotQuery
 from shared.errors import StaleVersion
+from shared.versioning import save_versioned
 
 
 class LockedRows:
@@ -40,7 +41,7 @@ class LockedRows:
         self._lock_many = _lock_many(table, tuple(columns or table.columns))
         self._rows: dict[Any, dict[str, Any]] = {}
         self._locked_versions: dict[Any, int] = {}
-        self._changed: dict[Any, dict[str, Any]] = {}
+        self._changed: dict[Any, set[str]] = {}  # the columns each held-back save wrote
 
     async def lock(self, connection: AsyncConnection, keys: Collection[Any]) -> None:
         """Lock the rows with these keys (those that exist) until the transaction ends."""
@@ -55,26 +56,40 @@ class LockedRows:
         """The row as it stands now in this transaction, if it is locked here."""
         return self._rows.get(key)
 
-    def save(self, key: Any, *, expected_version: int, values: Mapping[str, Any]) -> bool:
-        """Hold back the write of `values` (which include the new `version`) until `flush`;
-        False if the row is not locked here, and must be written now."""
+    async def save(
+        self,
+        connection: AsyncConnection,
+        key: Any,
+        *,
+        expected_version: int,
+        values: Mapping[str, Any],
+    ) -> None:
+        """Write `values` (which include the new `version`) if the row is still at
+        `expected_version`: held back until `flush` if the row is locked here, written now
+        (`save_versioned`) if it is not."""
         row = self._rows.get(key)
         if row is None:
-            return False
+            await save_versioned(
+                connection,
+                self._table,
+                key=key,
+                expected_version=expected_version,
+                values=values,
+            )
+            return
         if row["version"] != expected_version:
             raise StaleVersion(
                 f"{self._table.name} {key} is no longer at version {expected_version}"
             )
         row.update(values)
-        self._changed.setdefault(key, {}).update(values)
-        return True
+        self._changed.setdefault(key, set()).update(values)
 
     async def flush(self, connection: AsyncConnection) -> None:
         """Write every held-back change in one statement."""
         if not self._changed:
             return
         changed, self._changed = self._changed, {}
-        columns = tuple(sorted({name for values in changed.values() for name in values}))
+        columns = tuple(sorted(set().union(*changed.values())))
         keys = list(changed)
         arrays = {name: [self._rows[key][name] for key in keys] for name in columns}
         written = await _update_many(self._table, columns).fetch(

@@ -19,7 +19,6 @@ from shared.errors import Conflict
 from shared.events import CreditRejectionReason, OrderCancelled, OrderCreated
 from shared.locked_rows import LockedRows
 from shared.uow import UnitOfWork
-from shared.versioning import save_versioned
 from user_svc.domain import Reservation, ReservationState, User, UserStatus
 from user_svc.models import credit_reservations, outbox, users
 
@@ -108,14 +107,9 @@ class Users:
             "version": user.version,
             "updated_at": datetime.now(UTC),
         }
-        if not self._locked.save(user.id, expected_version=expected_version, values=values):
-            await save_versioned(
-                self._connection,
-                users,
-                key=user.id,
-                expected_version=expected_version,
-                values=values,
-            )
+        await self._locked.save(
+            self._connection, user.id, expected_version=expected_version, values=values
+        )
 
     async def flush(self) -> None:
         await self._locked.flush(self._connection)
@@ -178,10 +172,10 @@ class Reservations:
         if not self._held:
             return
         held, self._held = list(self._held.values()), {}
-        columns = [_values(r) for r in held]
+        rows = [_values(r) for r in held]
         recorded = await _ADD_RESERVATIONS.fetch(
             self._connection,
-            **{f"{name}s": [c[name] for c in columns] for name in _RESERVATION_FIELDS},
+            **{f"{name}s": [row[name] for row in rows] for name in _RESERVATION_FIELDS},
         )
         if len(recorded) != len(held):
             raise Conflict("another transaction decided an order of this batch first")
