@@ -119,7 +119,9 @@ def _sf_string(value: str) -> str:
 
 
 class RoutePolicies:
-    """Which policy a request falls under, matching routes in the order the app routes them."""
+    """Which policy a request falls under: the first route whose method and template match, in
+    the order of the OpenAPI document (paths in the order their first route was added, as the
+    app tries them), else `reads` or `writes` by method."""
 
     def __init__(
         self,
