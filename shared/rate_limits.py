@@ -7,9 +7,10 @@ storage; its scripts do each check-and-count in one round trip, atomically).
 Limiting is a guard, not a dependency: when the store fails or is slow, the request is served
 unlimited (fails open) rather than refused or held. Every store call is bounded by a short
 timeout, so a Redis that accepts connections but never answers cannot hang the request path.
-After a failure the store is left alone for a moment, so an outage costs one request per moment
-its timeout, not every request; each failure is counted (`rate_limit_storage_errors_total`), and
-the outage is logged once when it starts and once when it ends, never once per request.
+After a failure the store is left alone for `STORE_RETRY_SECONDS`: during an outage one request
+in that time waits for it, the others are served at once. Each failure is counted
+(`rate_limit_storage_errors_total`); the outage is logged once when it starts and once when it
+ends, never once per request.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import limits
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -70,21 +72,22 @@ class RateLimitStore:
     """The counters of one service process: in memory, or in Redis shared by its replicas."""
 
     def __init__(self, url: str | None, *, key_prefix: str, errors: Counter) -> None:
-        self.storage: Storage = (
+        self._storage: Storage = (
             MemoryStorage()
             if url is None
             else RedisStorage(f"async+{url}", key_prefix=key_prefix, wrap_exceptions=True)
         )
         self._errors = errors
-        self._url = url
+        # Where it is, for the log: never the URL, which may hold a password.
+        self._where = "memory" if url is None else _host_and_port(url)
         self._retry_at = -math.inf
         self._failing = False
 
     def sliding_window(self) -> Limiter:
-        return Limiter(self, SlidingWindowCounterRateLimiter(self.storage))
+        return Limiter(self, SlidingWindowCounterRateLimiter(self._storage))
 
     def moving_window(self) -> Limiter:
-        return Limiter(self, MovingWindowRateLimiter(self.storage))
+        return Limiter(self, MovingWindowRateLimiter(self._storage))
 
     async def ask(self, call: Callable[[], Awaitable[T]]) -> T | None:
         """`call`'s answer, or None when the store failed, was too slow, or is being let be."""
@@ -101,14 +104,19 @@ class RateLimitStore:
                 log.error(
                     "rate-limit store %s unreachable (%r): requests are served unlimited "
                     "until it answers again",
-                    self._url,
+                    self._where,
                     error,
                 )
             return None
         if self._failing:
             self._failing = False
-            log.warning("rate-limit store %s answers again: limits are enforced", self._url)
+            log.info("rate-limit store %s answers again: limits are enforced", self._where)
         return answer
+
+
+def _host_and_port(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 6379}"
 
 
 class Limiter:
