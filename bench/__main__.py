@@ -217,8 +217,14 @@ async def http_figures(
     )
     for baseline in (raw, fastapi):
         resources.stop(baseline.process)
+    # Only what every repetition measured: `cpu.per_unit` leaves out a group whose processes
+    # ended in between (a `rabbitmqctl` run by anyone on the machine is a `beam.smp` too).
     return {
-        name: {key: report.median([run[key] for run in runs]) for key in runs[0]}
+        name: {
+            key: report.median([run[key] for run in runs])
+            for key in runs[0]
+            if all(key in run for run in runs)
+        }
         for name, runs in spent.items()
     }
 
