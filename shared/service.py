@@ -97,7 +97,7 @@ def parts_of(
             metrics=metrics,
         )
 
-    def consumer() -> list[Part]:
+    def consumer_and_housekeeping() -> list[Part]:
         return [
             Housekeeping(
                 name=spec.name,
@@ -120,11 +120,11 @@ def parts_of(
 
     match role:
         case Role.ALL:
-            return [database, keys(), broker, relay(), *consumer()]
+            return [database, keys(), broker, relay(), *consumer_and_housekeeping()]
         case Role.API:
             return [database, keys()]
         case Role.WORKER:
-            return [database, broker, *consumer()]
+            return [database, broker, *consumer_and_housekeeping()]
         case Role.RELAY:
             return [database, broker, relay()]
         case Role.MIGRATE:
