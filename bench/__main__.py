@@ -3,7 +3,9 @@
 Order of the run: broker and consumer throughput in this process (ours against the baselines,
 repetitions interleaved so that drift on the machine hits both alike), the growth measurements
 that need no services, then both services as processes for HTTP and the saga, with their memory
-sampled throughout. Whatever happens, the bench's databases, vhosts and processes are removed.
+sampled throughout, and last the closed-loop saga again with each service split into its
+`api`, `worker` and `relay` roles. Whatever happens, the bench's databases, vhosts and
+processes are removed.
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ import uvloop
 
 from bench import cpu, growth, report
 from bench.baselines import faststream_consume, raw_consume, raw_publish
-from bench.infra import Resources, stop_process
+from bench.infra import Resources
 from bench.machine import describe
 from bench.messages import typical_size
 from bench.ours import consumer, http, relay
 from bench.ours.saga import Saga
 from bench.rss import RssSampler
 from bench.settings import FULL, QUICK, BenchSettings
-from bench.stack import RATE_LIMITS, Service, Stack, register, start
+from bench.stack import RATE_LIMITS, Service, Stack, register, start, start_roles
 from bench.wrk import require_wrk
 
 RESULTS = Path(__file__).with_name("results")
@@ -214,10 +216,15 @@ async def http_figures(
         samples,
     )
     for baseline in (raw, fastapi):
-        resources.processes.remove(baseline.process)
-        stop_process(baseline.process)
+        resources.stop(baseline.process)
+    # Only what every repetition measured: `cpu.per_unit` leaves out a group whose processes
+    # ended in between (a `rabbitmqctl` run by anyone on the machine is a `beam.smp` too).
     return {
-        name: {key: report.median([run[key] for run in runs]) for key in runs[0]}
+        name: {
+            key: report.median([run[key] for run in runs])
+            for key in runs[0]
+            if all(key in run for run in runs)
+        }
         for name, runs in spent.items()
     }
 
@@ -285,6 +292,7 @@ async def service_figures(
                 await saga.settle()
     finally:
         await sampler.stop()
+        stack.stop(resources)
     details = {
         "http": {"order_id": order_id, "tool": "wrk"},
         "saga_open_loop_runs": open_runs,
@@ -304,6 +312,44 @@ async def service_figures(
     return details, sweep, sampler.max_mb
 
 
+async def roles_figures(
+    settings: BenchSettings,
+    resources: Resources,
+    log_dir: Path,
+    samples: dict[str, list[float]],
+) -> dict[str, Any]:
+    """The closed-loop saga again, each service now split into an `api`, a `worker` and a
+    `relay` process: what the split costs against `all`, on the same machine and settings."""
+    s = settings
+    phase("starting user_svc and order_svc as api, worker and relay processes")
+    stack = await start_roles(resources, log_dir)
+    pids = {name: service.pid for name, service in stack.processes.items()}
+    sampler = RssSampler(pids)
+    sampler.start()
+    try:
+        customers = await register(stack, s.saga_users)
+        async with Saga(stack, customers, s.saga_timeout_seconds) as saga:
+            phase(f"saga over the roles, closed loop: {s.saga_clients} clients")
+            before = cpu.snapshot(pids)
+            loop = await saga.closed_loop(
+                clients=s.saga_clients,
+                warmup=s.saga_warmup_seconds,
+                windows=s.repetitions,
+                seconds=s.saga_seconds,
+            )
+            saga_cpu = cpu.per_unit(before, cpu.snapshot(pids), loop.orders)
+    finally:
+        await sampler.stop()
+        stack.stop(resources)
+    samples["roles_saga_orders_per_s"].extend(loop.windows)
+    phase(f"  orders/s per window: {', '.join(f'{w:,.1f}' for w in loop.windows)}")
+    phase(f"  CPU ms per order: {saga_cpu}")
+    return {
+        "roles_saga_cpu_ms_per_order": saga_cpu,
+        "roles_rss_peak_mb": {k: round(v, 1) for k, v in sampler.peak_mb.items()},
+    }
+
+
 def stack_order_db(resources: Resources) -> str:
     return next(url for url in resources.databases if "/bench_stack_order_" in url)
 
@@ -318,6 +364,7 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
         machine = await describe()
         growth_figures = await broker_figures(settings, resources, samples)
         details, sweep, max_rss = await service_figures(settings, resources, log_dir, samples)
+        details.update(await roles_figures(settings, resources, log_dir, samples))
     finally:
         phase("removing the bench's databases, vhosts and processes")
         await resources.release()

@@ -66,6 +66,11 @@ class Resources:
         self.processes.append(process)
         return process
 
+    def stop(self, process: subprocess.Popen[bytes]) -> None:
+        """Stop one of our processes before the end of the run."""
+        self.processes.remove(process)
+        stop_process(process)
+
     async def release(self) -> None:
         """Stop our processes, drop our databases, delete our vhosts; report, never raise."""
         for process in self.processes:

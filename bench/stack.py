@@ -1,4 +1,5 @@
-"""Both services as real processes (`python -m user_svc`, `python -m order_svc`), as in production.
+"""Both services as real processes (`python -m user_svc [role]`, ...), as in production: each
+service in the `all` role, or split into its `api`, `worker` and `relay` roles.
 
 Factored from the idea of `tests/e2e/harness.py` rather than imported, so the bench does not
 depend on test helpers. Users are registered and logged in over HTTP (`POST /users`,
@@ -91,13 +92,17 @@ class Customer:
 
 @dataclass
 class Stack:
+    """Where each service's API answers, and every process of the stack by name (for the CPU
+    and memory each spends)."""
+
     user_svc: Service
     order_svc: Service
     amqp_url: str
+    processes: dict[str, Service]
 
-    @property
-    def services(self) -> tuple[Service, Service]:
-        return self.user_svc, self.order_svc
+    def stop(self, resources: Resources) -> None:
+        for service in self.processes.values():
+            resources.stop(service.process)
 
 
 def spawn(
@@ -107,8 +112,10 @@ def spawn(
     port: int,
     log_dir: Path,
     args: Sequence[str] = (),
+    *,
+    name: str | None = None,
 ) -> Service:
-    log_path = log_dir / f"{module}.log"
+    log_path = log_dir / f"{name or module}.log"
     with log_path.open("ab") as log:
         process = resources.track(
             subprocess.Popen(
@@ -123,42 +130,78 @@ def spawn(
 
 
 async def start(resources: Resources, log_dir: Path) -> Stack:
-    """Fresh databases (created and migrated by the services themselves) and a fresh vhost."""
-    amqp_url = resources.vhost("stack")
-    user_db = await resources.database("stack_user")
-    order_db = await resources.database("stack_order")
-    common = {"AMQP_URL": amqp_url, "LOG_FORMAT": "json", **RATE_LIMITS}
+    """Both services in the `all` role, on fresh databases (created and migrated by the services
+    themselves) and a fresh vhost."""
+    return await _start(resources, log_dir, label="stack", roles=("all",))
+
+
+async def start_roles(resources: Resources, log_dir: Path) -> Stack:
+    """Each service as three processes, `api`, `worker` and `relay`, on fresh databases brought
+    to head by a `migrate` run first (as a deployment does) and a fresh vhost."""
+    return await _start(resources, log_dir, label="roles", roles=("api", "worker", "relay"))
+
+
+async def _start(resources: Resources, log_dir: Path, *, label: str, roles: Sequence[str]) -> Stack:
+    amqp_url = resources.vhost(label)
     user_port, order_port = free_port(), free_port()
-    user_svc = spawn(
-        resources,
-        "user_svc",
-        {
+    common = {"AMQP_URL": amqp_url, "LOG_FORMAT": "json", **RATE_LIMITS}
+    envs = {
+        "user_svc": {
             **common,
             # Tokens outlive the longest run.
             "ACCESS_TOKEN_TTL_SECONDS": "7200",
             "USER_SVC_PORT": str(user_port),
-            "USER_SVC_DATABASE_URL": user_db,
+            "USER_SVC_DATABASE_URL": await resources.database(f"{label}_user"),
             "USER_DEFAULT_CREDIT_LIMIT": str(CREDIT_LIMIT),
         },
-        user_port,
-        log_dir,
-    )
-    order_svc = spawn(
-        resources,
-        "order_svc",
-        {
+        "order_svc": {
             **common,
             "ORDER_SVC_PORT": str(order_port),
-            "ORDER_SVC_DATABASE_URL": order_db,
+            "ORDER_SVC_DATABASE_URL": await resources.database(f"{label}_order"),
             # Where order_svc finds user_svc's token keys (JWKS).
             "USER_SVC_PORT": str(user_port),
             "JWKS_URL": f"http://127.0.0.1:{user_port}/.well-known/jwks.json",
         },
-        order_port,
-        log_dir,
+    }
+    service_ports = {"user_svc": user_port, "order_svc": order_port}
+    if "all" not in roles:
+        await asyncio.gather(*(migrate(module, env) for module, env in envs.items()))
+    processes: dict[str, Service] = {}
+    apis: dict[str, Service] = {}
+    for module, env in envs.items():
+        for role in roles:
+            name = module if role == "all" else f"{module}-{role}"
+            serves_api = role in ("all", "api")
+            port = service_ports[module] if serves_api else free_port()
+            ops = {} if serves_api else {"OPS_PORT": str(port)}
+            service = spawn(resources, module, {**env, **ops}, port, log_dir, (role,), name=name)
+            processes[name] = service
+            if serves_api:
+                apis[module] = service
+    await asyncio.gather(*(service.wait_ready() for service in processes.values()))
+    return Stack(
+        user_svc=apis["user_svc"],
+        order_svc=apis["order_svc"],
+        amqp_url=amqp_url,
+        processes=processes,
     )
-    await asyncio.gather(user_svc.wait_ready(), order_svc.wait_ready())
-    return Stack(user_svc=user_svc, order_svc=order_svc, amqp_url=amqp_url)
+
+
+async def migrate(module: str, env: dict[str, str]) -> None:
+    """`python -m <module> migrate`, as a deployment's migration job runs it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        "migrate",
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"{module} migrate failed ({process.returncode}): {output.decode()}")
 
 
 async def register(stack: Stack, count: int, *, concurrency: int = 4) -> list[Customer]:

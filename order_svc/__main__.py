@@ -1,8 +1,9 @@
-"""`python -m order_svc`: create and migrate the database, then serve API, relay and consumer."""
+"""`python -m order_svc [all|api|worker|relay|migrate]`: run order_svc, or one role of it (see
+`shared.roles`)."""
 
-from order_svc.app import create_app
+from order_svc.app import SPEC, create_app
 from order_svc.settings import OrderSettings
 from shared import service
 
 if __name__ == "__main__":
-    service.serve(OrderSettings(), package="order_svc", app=create_app)
+    service.main(SPEC, OrderSettings, create_app)

@@ -18,6 +18,7 @@ from shared.auth import (
     StaticKeys,
     load_public_keys,
 )
+from shared.roles import Role
 
 SPEC = service.ServiceSpec(
     name="order_svc",
@@ -52,7 +53,8 @@ def token_keys(settings: OrderSettings) -> KeySet:
     return remote
 
 
-def create_app(settings: OrderSettings) -> FastAPI:
-    app = service.create_app(SPEC, settings, token_keys(settings))
+def create_app(settings: OrderSettings, role: Role = Role.ALL) -> FastAPI:
+    """The HTTP app of the `all` or `api` role."""
+    app = service.create_app(SPEC, settings, token_keys(settings), role=role)
     app.state.queries = OrderQueries(app.state.engine)
     return app

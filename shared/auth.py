@@ -119,6 +119,10 @@ class KeySet(Protocol):
 
     async def key(self, kid: str) -> Ed25519PublicKey | None: ...
 
+    async def ready(self) -> bool:
+        """Whether there are keys to verify with; a set that has none yet tries to get them."""
+        ...
+
 
 class StaticKeys:
     def __init__(self, keys: Iterable[Ed25519PublicKey]) -> None:
@@ -129,6 +133,9 @@ class StaticKeys:
 
     async def key(self, kid: str) -> Ed25519PublicKey | None:
         return self._keys.get(kid)
+
+    async def ready(self) -> bool:
+        return bool(self._keys)
 
     def jwks(self) -> dict[str, Any]:
         """The JSON Web Key Set an issuer serves, for verifiers elsewhere."""
@@ -180,6 +187,13 @@ class RemoteKeys:
             await self.load()
         return self._keys.get(kid)
 
+    async def ready(self) -> bool:
+        # Asked by /readyz: an API that started before the issuer must not wait for a token
+        # (which an unready replica never gets) to fetch its keys.
+        if not self._keys:
+            await self.load()
+        return bool(self._keys)
+
 
 class EitherKeys:
     """Several key sets, asked in order: the first that knows a `kid` answers."""
@@ -197,6 +211,12 @@ class EitherKeys:
             if key is not None:
                 return key
         return None
+
+    async def ready(self) -> bool:
+        for keys in self._sets:
+            if await keys.ready():
+                return True
+        return False
 
 
 class TokenVerifier:

@@ -152,6 +152,15 @@ class EventConsumer(Generic[U]):
         ]
         self._consumer_tag = await self._amqp_queue.consume(self._deliver)
 
+    @property
+    def running(self) -> bool:
+        """Subscribed to its queue on an open channel (a robust one reopens after a reconnect)."""
+        return (
+            self._consumer_tag is not None
+            and self._channel is not None
+            and not self._channel.is_closed
+        )
+
     async def stop(self) -> None:
         """Stop taking messages, let the delivered ones finish (and ack), close the channel."""
         channel = self._channel
@@ -160,6 +169,7 @@ class EventConsumer(Generic[U]):
         if self._amqp_queue is not None and self._consumer_tag is not None:
             with contextlib.suppress(Exception):
                 await self._amqp_queue.cancel(self._consumer_tag)
+        self._consumer_tag = None
         # Delivered messages still need the channel: to dead-letter and to ack.
         await self._delivered.join()
         for worker in self._workers:

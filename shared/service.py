@@ -1,10 +1,12 @@
-"""The composition root both services share: one process = HTTP API + outbox relay + consumer.
+"""The composition root both services share: which parts each role runs, wired to settings.
 
-A service describes itself with a `ServiceSpec` (its name, tables, queue, handlers, unit of work,
-routers); `create_app` wires it to settings, and `serve` prepares the database and runs it.
-Nothing is created at import time, so tests build as many differently configured apps as they
-like. Start-up waits for the broker with backoff instead of crashing, and shutdown stops the
-consumer first (in-flight messages finish and are acked), then the relay, then the connections.
+A service describes itself with a `ServiceSpec` (its package, tables, queue, handlers, unit of
+work, routers). Every role is a composition of the same parts (`parts_of`): the database, the
+token keys of an HTTP API, the broker connection, the outbox relay, housekeeping and the
+consumer. `create_app` builds the app of a role that serves the HTTP API (`all`, `api`);
+`create_ops_app` the app of a `worker` or `relay`, which serves only `/healthz`, `/readyz` and
+`/metrics`; `main` is `python -m <service> [role]`. Nothing is created at import time, so tests
+build as many differently configured apps as they like.
 """
 
 from __future__ import annotations
@@ -12,29 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
-import threading
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any, TypeVar
 
-import aio_pika
-import uvicorn
-from aio_pika.abc import AbstractRobustConnection
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import Table
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
-from tenacity import AsyncRetrying, before_sleep_log, stop_after_delay, wait_exponential
 
-from broker.ownership import declare_for_service
-from broker.topology import TOPOLOGY, Queue
+from broker.topology import Queue
+from shared import roles, server
 from shared.auth import KeySet, TokenVerifier
-from shared.consumer import EventConsumer, Handler
-from shared.db import asyncpg_dsn, create_engine, ensure_database, migrate
-from shared.envelope import CloudEvent
-from shared.housekeeping import Housekeeper
+from shared.consumer import Handler
+from shared.db import create_engine, ensure_database, migrate
 from shared.http import (
     document_problems,
     install_observability_middleware,
@@ -44,28 +38,30 @@ from shared.http import (
 )
 from shared.logs import configure_logging
 from shared.metrics import Metrics
-from shared.relay import OutboxRelay
+from shared.roles import Role
 from shared.route_limits import install_rate_limits
+from shared.runtime import (
+    Broker,
+    Consumer,
+    Database,
+    Housekeeping,
+    Part,
+    Relay,
+    Runtime,
+    TokenKeys,
+    UnitOfWorkFactory,
+)
 from shared.settings import ServiceSettings
 from shared.tracing import configure_tracing
-from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=ServiceSettings)
 
-RECONNECT_SECONDS = 1.0
-# A broker that accepts TCP while still booting can leave a handshake hanging: give up and retry.
-CONNECT_TIMEOUT_SECONDS = 10.0
-RELAY_STOP_SECONDS = 10.0
-SHUTDOWN_DEADLINE_SECONDS = 30.0
-
-UnitOfWorkFactory = Callable[[AsyncEngine, CloudEvent | None], UnitOfWork]
-
 
 @dataclass(frozen=True, kw_only=True)
 class ServiceSpec:
-    name: str
+    name: str  # also the package, which holds the service's migrations
     outbox: Table
     inbox: Table
     queue: Queue
@@ -74,169 +70,172 @@ class ServiceSpec:
     routers: Sequence[APIRouter]
 
 
-class Runtime:
-    """The background half of a service process: broker connection, relay and consumer."""
+def parts_of(
+    role: Role,
+    spec: ServiceSpec,
+    settings: ServiceSettings,
+    *,
+    engine: AsyncEngine,
+    metrics: Metrics,
+    token_keys: KeySet | None,
+) -> list[Part]:
+    """What each role runs, in the order it starts (it stops in reverse)."""
+    database = Database(engine)
+    broker = Broker(settings.amqp_url, spec.queue)
 
-    def __init__(self, spec: ServiceSpec, settings: ServiceSettings, engine: AsyncEngine) -> None:
-        self.spec = spec
-        self.settings = settings
-        self.engine = engine
-        self.metrics = Metrics()
-        self.amqp: AbstractRobustConnection | None = None
-        self._consumer: EventConsumer[Any] | None = None
-        self._relay: OutboxRelay | None = None
-        self._relay_task: asyncio.Task[None] | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+    def keys() -> TokenKeys:
+        if token_keys is None:
+            raise ValueError(f"the {role} role serves the HTTP API: it needs token keys")
+        return TokenKeys(token_keys)
 
-    async def start(self) -> None:
-        settings, spec = self.settings, self.spec
-        self.amqp = await _connect(settings.amqp_url)
-        await declare_for_service(self.amqp, spec.queue)
-        if settings.relay_enabled:
-            relay = OutboxRelay(
-                engine=self.engine,
-                listen_dsn=asyncpg_dsn(settings.database_url),
-                outbox=spec.outbox,
-                amqp=self.amqp,
-                exchange=TOPOLOGY.exchange.name,
-                metrics=self.metrics,
-                batch_size=settings.relay_batch_size,
-                poll_seconds=settings.relay_poll_seconds,
-            )
-            self._relay = relay
-            self._relay_task = asyncio.create_task(relay.run(), name=f"{spec.name}-relay")
-        housekeeper = Housekeeper(
-            engine=self.engine,
+    def relay() -> Relay:
+        return Relay(
+            name=spec.name,
+            engine=engine,
+            broker=broker,
             outbox=spec.outbox,
-            inbox=spec.inbox,
-            outbox_retention_seconds=settings.outbox_retention_seconds,
-            inbox_retention_seconds=settings.inbox_retention_seconds,
-            interval_seconds=settings.housekeeping_interval_seconds,
+            settings=settings,
+            metrics=metrics,
         )
-        self._tasks.append(asyncio.create_task(housekeeper.run(), name=f"{spec.name}-housekeeping"))
-        if settings.consumers_enabled:
-            self._consumer = EventConsumer(
+
+    def consumer_and_housekeeping() -> list[Part]:
+        return [
+            Housekeeping(
+                name=spec.name,
+                engine=engine,
+                outbox=spec.outbox,
+                inbox=spec.inbox,
+                settings=settings,
+            ),
+            Consumer(
+                engine=engine,
+                broker=broker,
                 queue=spec.queue,
                 handlers=spec.handlers,
-                unit_of_work=lambda cause: spec.unit_of_work(self.engine, cause),
-                inbox_table=spec.inbox,
-                metrics=self.metrics,
-                prefetch=settings.consumer_prefetch,
-                batch_size=settings.consumer_batch_size,
-                max_attempts=settings.handler_max_attempts,
-                max_message_bytes=settings.max_message_bytes,
-            )
-            await self._consumer.start(self.amqp)
+                unit_of_work=spec.unit_of_work,
+                inbox=spec.inbox,
+                settings=settings,
+                metrics=metrics,
+            ),
+        ]
 
-    async def stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-        if self._relay is not None and self._relay_task is not None:
-            self._relay.stop()
-            try:
-                await asyncio.wait_for(self._relay_task, RELAY_STOP_SECONDS)
-            except TimeoutError:
-                log.warning(
-                    "relay did not finish its batch in %ss; its rows stay unpublished "
-                    "and will be published again",
-                    RELAY_STOP_SECONDS,
-                )
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self.amqp is not None:
-            await self.amqp.close()
-        await self.engine.dispose()
+    match role:
+        case Role.ALL:
+            return [database, keys(), broker, relay(), *consumer_and_housekeeping()]
+        case Role.API:
+            return [database, keys()]
+        case Role.WORKER:
+            return [database, broker, *consumer_and_housekeeping()]
+        case Role.RELAY:
+            return [database, broker, relay()]
+        case Role.MIGRATE:
+            raise ValueError("the migrate role runs no parts: it migrates and exits")
 
 
-async def _connect(url: str) -> AbstractRobustConnection:
-    async for attempt in AsyncRetrying(
-        stop=stop_after_delay(120),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        before_sleep=before_sleep_log(log, logging.WARNING),
-        reraise=True,
-    ):
-        with attempt:
-            return await aio_pika.connect_robust(
-                url, reconnect_interval=RECONNECT_SECONDS, timeout=CONNECT_TIMEOUT_SECONDS
-            )
-    raise AssertionError("unreachable")
+def create_app(
+    spec: ServiceSpec, settings: ServiceSettings, token_keys: KeySet, *, role: Role = Role.ALL
+) -> FastAPI:
+    """The app of a role that serves the HTTP API; `token_keys` verify the bearer tokens its
+    routes require."""
+    if not role.serves_api:
+        raise ValueError(f"the {role} role serves no HTTP API: use create_ops_app")
+    app = _compose(spec, settings, role=role, token_keys=token_keys)
+    app.state.unit_of_work = spec.unit_of_work
+    app.state.token_keys = token_keys
+    app.state.tokens = TokenVerifier(token_keys)
+    document_problems(app)
+    for router in spec.routers:
+        app.include_router(router)
+    # Inside the observability middleware (added last, outermost), so refusals are counted and
+    # traced; after the routers, whose paths `RATE_LIMITS` is checked against.
+    install_request_size_limit(app, settings.max_request_bytes)
+    install_rate_limits(
+        app,
+        service=spec.name,
+        settings=settings,
+        tokens=app.state.tokens,
+        metrics=app.state.metrics,
+    )
+    install_observability_middleware(app, app.state.metrics)
+    return app
 
 
-def create_app(spec: ServiceSpec, settings: ServiceSettings, token_keys: KeySet) -> FastAPI:
-    """The service's ASGI app; `token_keys` verify the bearer tokens its routes require."""
+def create_ops_app(spec: ServiceSpec, settings: ServiceSettings, *, role: Role) -> FastAPI:
+    """The app of a `worker` or `relay`: its parts, and the operations routes only."""
+    if role.serves_api or role not in roles.OPS_PORT_OFFSETS:
+        raise ValueError(f"the {role} role has no operations-only app")
+    app = _compose(spec, settings, role=role, token_keys=None)
+    install_observability_middleware(app, app.state.metrics)
+    return app
+
+
+def _compose(
+    spec: ServiceSpec, settings: ServiceSettings, *, role: Role, token_keys: KeySet | None
+) -> FastAPI:
     engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
-    runtime = Runtime(spec, settings, engine)
+    metrics = Metrics()
+    runtime = Runtime(
+        parts_of(role, spec, settings, engine=engine, metrics=metrics, token_keys=token_keys)
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await token_keys.load()
         await runtime.start()
         try:
             yield
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=spec.name, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(
+        title=spec.name,
+        version="1.0.0",
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if role.serves_api else None,
+    )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.unit_of_work = spec.unit_of_work
     app.state.runtime = runtime
-    app.state.token_keys = token_keys
-    app.state.tokens = TokenVerifier(token_keys)
+    app.state.metrics = metrics
     install_problem_handlers(app)
-    document_problems(app)
-    app.include_router(
-        ops_router(engine=engine, amqp=lambda: runtime.amqp, metrics=runtime.metrics)
-    )
-    for router in spec.routers:
-        app.include_router(router)
-    install_request_size_limit(app, settings.max_request_bytes)
-    install_rate_limits(
-        app, service=spec.name, settings=settings, tokens=app.state.tokens, metrics=runtime.metrics
-    )
-    install_observability_middleware(app, runtime.metrics)
+    app.include_router(ops_router(checks=runtime.checks, metrics=metrics))
     return app
 
 
-async def prepare_database(spec_package: str, database_url: str) -> None:
+async def prepare_database(package: str, database_url: str) -> None:
+    """Create the database if it is missing and bring it to head (safe for replicas at once)."""
     await ensure_database(database_url)
-    await migrate(spec_package, database_url)
+    await migrate(package, database_url)
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, plus two ways out of a shutdown that hangs: a second SIGTERM or SIGINT
-    exits at once, and so does the deadline after the first. A hard exit loses nothing: messages
-    are acked only after their commit (the broker redelivers the rest) and outbox rows stay
-    unpublished until a relay confirms them."""
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.should_exit:
-            log.warning("second %s during shutdown: exiting now", signal.Signals(sig).name)
-            os._exit(1)
-        super().handle_exit(sig, frame)
-        deadline = threading.Timer(SHUTDOWN_DEADLINE_SECONDS, _exit_after_deadline)
-        deadline.daemon = True
-        deadline.start()
+def migrate_and_exit(package: str, database_url: str) -> int:
+    """The `migrate` role: 0 once the database is at head, 1 (with the reason logged) if not."""
+    where = make_url(database_url).render_as_string(hide_password=True)
+    try:
+        asyncio.run(prepare_database(package, database_url))
+    except Exception:
+        log.exception("migrating %s failed", where)
+        return 1
+    log.info("database %s is at head", where)
+    return 0
 
 
-def _exit_after_deadline() -> None:
-    log.error("shutdown took longer than %ss: exiting now", SHUTDOWN_DEADLINE_SECONDS)
-    os._exit(1)
-
-
-def serve(settings: S, *, package: str, app: Callable[[S], FastAPI]) -> None:
-    """Create and migrate the database, then run the service until SIGINT/SIGTERM."""
-    configure_logging(service=package, format=settings.log_format)
-    configure_tracing(package)
-    asyncio.run(prepare_database(package, settings.database_url))
-    config = uvicorn.Config(
-        app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=settings.access_log,
-        timeout_graceful_shutdown=10,
+def main(
+    spec: ServiceSpec,
+    settings_type: Callable[[], S],
+    create_api: Callable[[S, Role], FastAPI],
+) -> None:
+    """`python -m <service> [all|api|worker|relay|migrate]`; `create_api` builds the service's
+    HTTP app for `all` and `api`."""
+    role = roles.parse(sys.argv[1:], service=spec.name)
+    settings = settings_type()
+    configure_logging(service=spec.name, format=settings.log_format)
+    configure_tracing(spec.name)
+    if role is Role.MIGRATE:
+        sys.exit(migrate_and_exit(spec.name, settings.database_url))
+    port = roles.listen_port(role, settings)
+    if roles.migrates_on_start(role, settings):
+        asyncio.run(prepare_database(spec.name, settings.database_url))
+    app = (
+        create_api(settings, role) if role.serves_api else create_ops_app(spec, settings, role=role)
     )
-    _Server(config).run()
+    server.run(app, host=settings.host, port=port, access_log=settings.access_log)

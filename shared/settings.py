@@ -59,11 +59,14 @@ class ServiceSettings(BaseSettings):
         "amqp://guest:guest@127.0.0.1:5672/"
     )
 
+    # Role-dependent defaults (None: decided by the role, see `shared.roles`).
+    ops_port: Annotated[int | None, Field(gt=0, lt=65536, validation_alias=env("OPS_PORT"))] = None
+    migrate_on_start: Annotated[bool | None, Field(validation_alias=env("MIGRATE_ON_START"))] = None
+
     database_pool_size: Annotated[
         int, Field(gt=0, le=1000, validation_alias=env("DATABASE_POOL_SIZE"))
     ] = 20
 
-    relay_enabled: Annotated[bool, Field(validation_alias=env("RELAY_ENABLED"))] = True
     relay_batch_size: Annotated[int, Field(gt=0, validation_alias=env("RELAY_BATCH_SIZE"))] = 200
     relay_poll_seconds: Annotated[
         float, Field(gt=0, validation_alias=env("RELAY_POLL_SECONDS"))
@@ -104,7 +107,6 @@ class ServiceSettings(BaseSettings):
         str, Field(min_length=1, validation_alias=env("RATE_LIMIT_KEY_PREFIX"))
     ] = "eventful"
 
-    consumers_enabled: Annotated[bool, Field(validation_alias=env("CONSUMERS_ENABLED"))] = True
     consumer_prefetch: Annotated[int, Field(gt=0, validation_alias=env("CONSUMER_PREFETCH"))] = 64
     consumer_batch_size: Annotated[
         int, Field(gt=0, le=1000, validation_alias=env("CONSUMER_BATCH_SIZE"))

@@ -1,8 +1,9 @@
-"""`python -m user_svc`: create and migrate the database, then serve API, relay and consumer."""
+"""`python -m user_svc [all|api|worker|relay|migrate]`: run user_svc, or one role of it (see
+`shared.roles`)."""
 
 from shared import service
-from user_svc.app import create_app
+from user_svc.app import SPEC, create_app
 from user_svc.settings import UserSettings
 
 if __name__ == "__main__":
-    service.serve(UserSettings(), package="user_svc", app=create_app)
+    service.main(SPEC, UserSettings, create_app)

@@ -1,4 +1,5 @@
-"""user_svc's composition root: its spec (tables, queue, handlers, routes) wired by `shared`."""
+"""user_svc's composition root: its spec (tables, queue, handlers, routes) wired by `shared`,
+and what its HTTP API holds besides (signing key, password hashing, login throttles)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from fastapi import FastAPI
 from broker.topology import USER_SVC_QUEUE
 from shared import service
 from shared.auth import SigningKey, StaticKeys, load_public_keys
+from shared.roles import Role
 from user_svc import api, handlers, models
 from user_svc.passwords import Passwords
 from user_svc.settings import UserSettings
@@ -33,14 +35,15 @@ def signing_key(settings: UserSettings) -> SigningKey:
     return SigningKey.from_secret(settings.jwt_secret.get_secret_value())
 
 
-def create_app(settings: UserSettings) -> FastAPI:
+def create_app(settings: UserSettings, role: Role = Role.ALL) -> FastAPI:
+    """The HTTP app of the `all` or `api` role."""
     key = signing_key(settings)
     published = (
         load_public_keys(settings.jwt_published_keys_file.read_bytes())
         if settings.jwt_published_keys_file is not None
         else []
     )
-    app = service.create_app(SPEC, settings, StaticKeys([key.public, *published]))
+    app = service.create_app(SPEC, settings, StaticKeys([key.public, *published]), role=role)
     app.state.signing_key = key
     app.state.passwords = Passwords()
     app.state.throttles = Throttles(settings, app.state.rate_limits)

@@ -1,7 +1,7 @@
 """`consumer_eps` and the inbox growth figure: `shared.consumer.EventConsumer` with user_svc's real
 handlers, unit of work and tables, over pre-published order.created events.
 
-Wired as `shared.service.Runtime` wires it, with the service's default prefetch and attempt
+Wired as `shared.runtime.Consumer` wires it, with the service's default prefetch and attempt
 limit. The events are spread over many existing users with ample credit, so each one takes the
 full path: validate, claim in the inbox, lock and version-check the user, reserve the credit,
 write the `user.credit_reserved` outbox row, commit, ack.

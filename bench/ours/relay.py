@@ -1,7 +1,7 @@
 """`relay_eps` and the outbox-drain growth figure: `shared.relay.OutboxRelay` draining a pre-filled
 outbox of a real, migrated order_svc database into the real topology (quorum queues).
 
-The relay is wired exactly as `shared.service.Runtime` wires it (same engine factory, batch size
+The relay is wired exactly as `shared.runtime.Relay` wires it (same engine factory, batch size
 and exchange) and driven through `publish_pending`, its claim, publish, confirm and mark loop.
 The LISTEN/NOTIFY wake-up and poll timer are left out: with a backlog waiting they add nothing.
 """

@@ -1,8 +1,8 @@
 """Runs user_svc and order_svc as real processes against fresh databases and a fresh vhost.
 
-The services are started exactly as in production (`python -m user_svc`), so these tests cover
-database creation, migrations, topology declaration, relay and consumers, over real HTTP and
-real AMQP. Helpers here poll conditions with deadlines; no test sleeps blindly.
+The services are started exactly as in production (`python -m user_svc [role]`), so these
+tests cover database creation, migrations, topology declaration, relay and consumers, over real
+HTTP and real AMQP. Helpers here poll conditions with deadlines; no test sleeps blindly.
 """
 
 from __future__ import annotations
@@ -55,22 +55,26 @@ def free_port() -> int:
 
 @dataclass
 class ServiceProcess:
+    """One process of a service in one role; `port` is where it serves HTTP (the API port for
+    `all` and `api`, `OPS_PORT` for `worker` and `relay`)."""
+
     module: str
     env: dict[str, str]
     port: int
     log_path: Path
+    role: str = "all"
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, **overrides: str) -> None:
+    def start(self, role: str | None = None, **overrides: str) -> None:
+        """Start it in its role, or in `role` this time."""
         env = {**os.environ, **self.env, **overrides}
+        command = [sys.executable, "-m", self.module, role or self.role]
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module], env=env, cwd=ROOT, stdout=log, stderr=log
-        )
+        self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log)
         log.close()
 
     async def wait_ready(self, timeout: float = 60) -> None:

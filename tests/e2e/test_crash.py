@@ -17,7 +17,8 @@ async def test_a_service_killed_between_commit_and_publish_loses_no_event(
     """The order is committed with its event, the process dies before any relay ran: after a
     restart the relay publishes it and the saga completes, with the credit reserved once."""
     own_stack.user_svc.start()
-    own_stack.order_svc.start(RELAY_ENABLED="false")
+    # API only: nothing publishes the outbox before the kill.
+    own_stack.order_svc.start("api", MIGRATE_ON_START="true")
     await asyncio.gather(own_stack.user_svc.wait_ready(), own_stack.order_svc.wait_ready())
     customer = await register(own_stack)
     order = await customer.place_order(4_200)

@@ -137,8 +137,13 @@ async def test_an_event_with_invalid_data_is_dead_lettered(stack: Stack) -> None
     assert "invalid data for user.credit_reserved" in reason
 
 
-async def test_readiness_reports_database_and_broker(stack: Stack) -> None:
+async def test_readiness_reports_everything_a_whole_service_runs(stack: Stack) -> None:
     async with httpx.AsyncClient() as client:
         for service in (stack.user_svc, stack.order_svc):
             response = await client.get(f"{service.url}/readyz")
-            assert response.json()["checks"] == {"database": True, "broker": True}
+            assert response.json()["checks"] == {
+                "database": True,
+                "token_keys": True,
+                "broker": True,
+                "consumer": True,
+            }

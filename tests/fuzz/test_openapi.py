@@ -1,18 +1,16 @@
 """Both services' HTTP APIs, fuzzed with schemathesis from their own OpenAPI documents.
 
-Each app is built in-process on a fresh migrated database and called through its ASGI interface
-without its lifespan: the HTTP handlers only write to the database and the outbox, so no relay,
-consumer or broker connection is started. Every operation gets valid and invalid requests,
-authenticated as a real user of the service, and two properties are checked separately, so a
-failure of one never hides a failure of the other:
+Each app is built in-process, in the `api` role, on a fresh migrated database and called through
+its ASGI interface without its lifespan: the HTTP handlers only write to the database and the
+outbox, and the role needs no broker, relay or consumer. Every operation gets valid and invalid
+requests, authenticated as a real user of the service, and two properties are checked
+separately, so a failure of one never hides a failure of the other:
 
 - no request is answered with a 5xx;
 - every response matches the document: its content type, and its body's JSON Schema.
 
 (`status_code_conformance` is left out on purpose: the contract's 401/404/409/412/428 answers
 are not in the generated documents, and the requirement does not ask for them.)
-
-`/readyz` reports on a real broker connection (nothing is published or consumed on it).
 
 `FUZZ_EXAMPLES` sets the examples per operation (a few in CI, many in `make fuzz`), `FUZZ_SEED`
 the seed. A run is reproducible for a given seed; every failure comes with a curl command.
@@ -32,10 +30,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aio_pika
 import pytest
 import schemathesis
-from aio_pika.abc import AbstractRobustConnection
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
@@ -55,7 +51,8 @@ from order_svc.app import create_app as create_order_app
 from order_svc.settings import OrderSettings
 from shared.auth import SigningKey
 from shared.db import drop_database
-from tests.conftest import AMQP, new_database
+from shared.roles import Role
+from tests.conftest import new_database
 from tests.e2e.harness import NO_RATE_LIMITS
 from user_svc.app import create_app as create_user_app
 from user_svc.settings import UserSettings
@@ -84,9 +81,9 @@ FUZZ = settings(
 class WithoutServiceLifespan:
     """The app behind a lifespan of its own instead of the service's.
 
-    The service's lifespan connects to the broker and starts the relay and the consumer. Here
-    startup does nothing, and shutdown only closes the engine's connections, in the event loop
-    that opened them: schemathesis serves every request from one loop, in a thread of its own.
+    Startup does nothing (the keys are static), and shutdown only closes the engine's
+    connections, in the event loop that opened them: schemathesis serves every request from one
+    loop, in a thread of its own.
     """
 
     def __init__(self, app: FastAPI) -> None:
@@ -157,20 +154,12 @@ def reach_past_the_guards(schema: schemathesis.BaseSchema, owned: dict[str, str]
 
 
 @pytest.fixture(scope="module")
-async def broker() -> AsyncIterator[AbstractRobustConnection]:
-    """A real broker connection for `/readyz` to report on; nothing is published or consumed."""
-    connection = await aio_pika.connect_robust(AMQP)
-    yield connection
-    await connection.close()
-
-
-@pytest.fixture(scope="module")
-async def user_api(broker: AbstractRobustConnection) -> AsyncIterator[Api]:
+async def user_api() -> AsyncIterator[Api]:
     url = await new_database("user_svc")
     app = create_user_app(
-        UserSettings(USER_SVC_DATABASE_URL=url, JWT_SECRET=JWT_SECRET, **NO_RATE_LIMITS)
+        UserSettings(USER_SVC_DATABASE_URL=url, JWT_SECRET=JWT_SECRET, **NO_RATE_LIMITS),
+        Role.API,
     )
-    app.state.runtime.amqp = broker
     try:
         with serving(app) as (served, client):
             email = f"fuzz-{uuid.uuid4().hex[:10]}@example.com"
@@ -189,16 +178,14 @@ async def user_api(broker: AbstractRobustConnection) -> AsyncIterator[Api]:
 
 
 @pytest.fixture(scope="module")
-async def order_api(
-    broker: AbstractRobustConnection, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Api]:
+async def order_api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     url = await new_database("order_svc")
     keys = tmp_path_factory.mktemp("keys") / "token-keys.pem"
     keys.write_bytes(SIGNING_KEY.public_pem)
     app = create_order_app(
-        OrderSettings(ORDER_SVC_DATABASE_URL=url, JWT_PUBLIC_KEYS_FILE=keys, **NO_RATE_LIMITS)
+        OrderSettings(ORDER_SVC_DATABASE_URL=url, JWT_PUBLIC_KEYS_FILE=keys, **NO_RATE_LIMITS),
+        Role.API,
     )
-    app.state.runtime.amqp = broker
     token = SIGNING_KEY.issue(uuid.uuid4(), ttl_seconds=3600)
     try:
         with serving(app) as (served, client):

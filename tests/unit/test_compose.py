@@ -103,16 +103,16 @@ def dockerfile_of(service: dict[str, Any]) -> Path:
     return REPO_ROOT / str(context) / str(dockerfile)
 
 
-def final_cmd(dockerfile: Path) -> list[str]:
-    """The exec-form CMD that takes effect: the last one in the file."""
-    commands = [
-        line.strip()[len("CMD") :].strip()
+def final_instruction(dockerfile: Path, instruction: str) -> list[str]:
+    """The exec form of the `instruction` (CMD, ENTRYPOINT) that takes effect: the last one."""
+    found = [
+        line.strip()[len(instruction) :].strip()
         for line in dockerfile.read_text(encoding="utf-8").splitlines()
-        if line.strip().upper().startswith("CMD ")
+        if line.strip().upper().startswith(f"{instruction} ")
     ]
-    assert commands, f"{dockerfile} has no CMD"
-    cmd: list[str] = json.loads(commands[-1])
-    return cmd
+    assert found, f"{dockerfile} has no {instruction}"
+    words: list[str] = json.loads(found[-1])
+    return words
 
 
 def test_compose_file_parses_as_a_mapping_of_services() -> None:
@@ -223,7 +223,14 @@ def test_every_build_names_an_existing_dockerfile(services: dict[str, dict[str, 
 def test_app_service_image_runs_its_own_module(
     services: dict[str, dict[str, Any]], app: str
 ) -> None:
-    assert final_cmd(dockerfile_of(services[app])) == ["python", "-m", app]
+    assert final_instruction(dockerfile_of(services[app]), "ENTRYPOINT") == ["python", "-m", app]
+
+
+@pytest.mark.parametrize("app", APP_SERVICES)
+def test_app_service_image_takes_the_role_as_its_argument_all_by_default(
+    services: dict[str, dict[str, Any]], app: str
+) -> None:
+    assert final_instruction(dockerfile_of(services[app]), "CMD") == ["all"]
 
 
 def test_every_published_port_is_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:

@@ -11,7 +11,7 @@ from uuid import UUID
 
 import pytest
 
-from shared.auth import RemoteKeys, SigningKey, StaticKeys, verify_token
+from shared.auth import EitherKeys, RemoteKeys, SigningKey, StaticKeys, verify_token
 from shared.errors import Unauthorized
 
 USER_ID = UUID("00000000-0000-4000-8000-0000000000a1")
@@ -111,3 +111,40 @@ async def test_an_unreachable_issuer_makes_tokens_unauthorized_not_errors() -> N
 
     with pytest.raises(Unauthorized, match="unknown key"):
         await verify_token(OLD_KEY.issue(USER_ID, ttl_seconds=60), keys)
+
+
+async def test_keys_not_fetched_yet_are_not_ready(issuer: Issuer) -> None:
+    issuer.status = 503
+    keys = RemoteKeys(issuer.url)
+    await keys.load()
+
+    assert not await keys.ready()
+
+
+async def test_asking_for_readiness_fetches_keys_that_are_missing(issuer: Issuer) -> None:
+    """An API that started before the issuer becomes ready without waiting for a token."""
+    issuer.status = 503
+    keys = RemoteKeys(issuer.url, refresh_seconds=3600)
+    await keys.load()
+    issuer.status = 200
+
+    assert await keys.ready()
+    assert await verify_token(OLD_KEY.issue(USER_ID, ttl_seconds=60), keys) == USER_ID
+
+
+async def test_keys_once_fetched_stay_ready_without_asking_the_issuer_again(
+    issuer: Issuer,
+) -> None:
+    keys = RemoteKeys(issuer.url)
+    await keys.load()
+    issuer.status = 503
+
+    assert await keys.ready()
+    assert issuer.requests == 1
+
+
+async def test_either_keys_are_ready_when_one_set_is(issuer: Issuer) -> None:
+    issuer.status = 503
+    keys = EitherKeys(RemoteKeys(issuer.url), StaticKeys([OLD_KEY.public]))
+
+    assert await keys.ready()
