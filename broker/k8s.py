@@ -1,4 +1,4 @@
-"""The broker's set-up as Kubernetes resources, generated from `broker.topology` and `broker.accounts`.
+"""The broker's set-up as Kubernetes resources, generated from `broker.topology` and accounts.
 
 Two overlays of `deploy/k8s/` set RabbitMQ up, each in its own way, from the same two modules:
 
