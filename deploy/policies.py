@@ -198,7 +198,7 @@ def broker_replicas(manifests: Sequence[Manifest]) -> list[Finding]:
         if not isinstance(replicas, int) or replicas < 3 or replicas % 2 == 0:
             findings.append(
                 manifest.finding(
-                    "spec.replicas", f"must be odd and at least 3 (a quorum), is {replicas}"
+                    "spec.replicas", f"must be odd and at least 3 (a quorum), is {replicas!r}"
                 )
             )
     return findings
