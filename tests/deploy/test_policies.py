@@ -413,3 +413,37 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
         for e in selector.get("matchExpressions", [])
         if e["operator"] == "In"
     )
+
+
+def secrets_read(manifests: list[Manifest]) -> set[str]:
+    """Every Secret a workload's pods read, through env or a volume."""
+    names = set()
+    for workload in policies.workloads(manifests):
+        spec = workload.document["spec"]["template"]["spec"]
+        for container in spec["containers"]:
+            for entry in container.get("env", []):
+                ref = entry.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    names.add(ref["name"])
+        for volume in spec.get("volumes", []):
+            if "secret" in volume:
+                names.add(volume["secret"]["secretName"])
+    return names
+
+
+def test_dev_holds_every_secret_its_pods_read(rendered: dict[str, list[Manifest]]) -> None:
+    dev = rendered["dev"]
+
+    assert secrets_read(dev) <= {m.name for m in of_kind(dev, "Secret")}
+
+
+def test_prod_pods_read_only_secrets_the_operators_write_and_the_signing_key(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    written_by_operators = {
+        f"{cluster.name}-app" for cluster in of_kind(rendered["prod"], "Cluster")
+    } | {f"{user.name}-user-credentials" for user in of_kind(rendered["prod"], "User")}
+
+    assert secrets_read(rendered["prod"]) == written_by_operators - {"keda-user-credentials"} | {
+        "user-svc-token-key"
+    }
