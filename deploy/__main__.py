@@ -13,7 +13,15 @@ from pathlib import Path
 
 from deploy import policies, schemas
 from deploy.lint import lint
-from deploy.manifests import DEFAULT_ROOT, Finding, RenderFailed, ToolMissing, overlays, render
+from deploy.manifests import (
+    DEFAULT_ROOT,
+    Finding,
+    RenderFailed,
+    ToolMissing,
+    display,
+    overlays,
+    render,
+)
 
 EXIT_FINDINGS = 1
 EXIT_TOOL_MISSING = 2
@@ -27,7 +35,9 @@ def check(root: Path = DEFAULT_ROOT) -> list[Finding]:
             manifests = render(overlay, root)
         except RenderFailed as failure:
             findings.append(
-                Finding(str(root / "overlays" / overlay / "kustomization.yaml"), "", str(failure))
+                Finding(
+                    display(root / "overlays" / overlay / "kustomization.yaml"), "", str(failure)
+                )
             )
             continue
         findings += schemas.validate(manifests, root / "schemas")

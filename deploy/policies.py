@@ -122,22 +122,22 @@ def container_rules(manifests: Sequence[Manifest]) -> list[Finding]:
                     container, pod_context, probed=manifest.kind not in RUN_TO_COMPLETION_KINDS
                 )
             ]
-            pause = prestop_seconds(container)
-            needed = pause + (SHUTDOWN_DEADLINE_SECONDS if (id(manifest), path) in app_paths else 0)
-            if not isinstance(grace, int) or grace <= needed:
-                findings.append(
-                    manifest.finding(
-                        grace_path,
-                        f"must be longer than {needed:g}s (the preStop hook's {pause:g}s"
-                        + (
-                            f" plus the shutdown deadline of {SHUTDOWN_DEADLINE_SECONDS:g}s)"
-                            if (id(manifest), path) in app_paths
-                            else ")"
-                        )
-                        + f", is {grace}",
-                    )
-                )
+            deadline = SHUTDOWN_DEADLINE_SECONDS if (id(manifest), path) in app_paths else 0.0
+            problem = _grace_problem(grace, pause=prestop_seconds(container), deadline=deadline)
+            if problem is not None:
+                findings.append(manifest.finding(grace_path, problem))
     return findings
+
+
+def _grace_problem(grace: object, *, pause: float, deadline: float) -> str | None:
+    """Why the grace period is too short for the preStop pause plus the process's own deadline."""
+    needed = pause + deadline
+    if isinstance(grace, int) and grace > needed:
+        return None
+    return (
+        f"must be longer than {needed:g}s (preStop pause {pause:g}s + shutdown deadline "
+        f"{deadline:g}s), is {grace}"
+    )
 
 
 def _container_problems(

@@ -65,3 +65,15 @@ def test_missing_kubectl_fails_saying_what_to_install(
 
     with pytest.raises(ToolMissing, match="make k8s-tools"):
         manifests.render("dev")
+
+
+def test_an_overlay_kustomize_refuses_fails_naming_the_overlay(tmp_path: Path) -> None:
+    root = tmp_path / "k8s"
+    shutil.copytree(manifests.DEFAULT_ROOT, root)
+    kustomization = root / "overlays" / "dev" / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text().replace("  - broker\n", "  - brokr\n"))
+
+    with pytest.raises(manifests.RenderFailed, match="brokr") as failed:
+        manifests.render("dev", root)
+
+    assert str(root / "overlays" / "dev") in str(failed.value)
