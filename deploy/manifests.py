@@ -152,21 +152,14 @@ def _source(document: Document, *, directory: Path, copy: Path, root: Path) -> P
 
 
 def pod_spec(document: Document) -> Document | None:
-    """The pod template's spec of a workload (Deployment, StatefulSet, Job, ...), if it is one."""
-    spec = document.get("spec", {})
-    if document.get("kind") == "CronJob":
-        spec = spec.get("jobTemplate", {}).get("spec", {})
-    template = spec.get("template", {}) if isinstance(spec, dict) else {}
+    """The pod template's spec of a workload (Deployment, StatefulSet, Job), if it is one."""
+    spec = document.get("spec")
+    template = spec.get("template") if isinstance(spec, dict) else None
     found = template.get("spec") if isinstance(template, dict) else None
     return found if isinstance(found, dict) else None
 
 
-def pod_spec_path(document: Document) -> str:
-    return (
-        "spec.jobTemplate.spec.template.spec"
-        if document.get("kind") == "CronJob"
-        else "spec.template.spec"
-    )
+POD_SPEC_PATH = "spec.template.spec"
 
 
 def containers(document: Document) -> Iterator[tuple[str, Document]]:
@@ -174,7 +167,6 @@ def containers(document: Document) -> Iterator[tuple[str, Document]]:
     spec = pod_spec(document)
     if spec is None:
         return
-    base = pod_spec_path(document)
     for field in ("initContainers", "containers"):
         for index, container in enumerate(spec.get(field, [])):
-            yield f"{base}.{field}[{index}]", container
+            yield f"{POD_SPEC_PATH}.{field}[{index}]", container

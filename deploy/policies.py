@@ -4,7 +4,7 @@ Each rule takes every rendered resource of an overlay and returns a `Finding` pe
 
 - `container_rules`: every container runs non-root on a read-only root filesystem, without
   privilege escalation or capabilities, with requests and limits, a preStop hook, liveness and
-  readiness probes (not for Jobs, which run to completion), and a grace period longer than
+  readiness probes (not for a Job, which runs to completion), and a grace period longer than
   the preStop hook plus the services' own shutdown deadline.
 - `broker_replicas`: a RabbitMQ cluster has an odd number of nodes, at least 3, so its quorum
   queues keep a majority with a node down.
@@ -43,14 +43,14 @@ from broker.accounts import SERVICE_ACCOUNTS, permissions, topic_permissions
 from broker.definitions import development_definitions
 from broker.k8s import queue_declarations, resource_name
 from broker.topology import TOPOLOGY, Topology
-from deploy.manifests import Document, Finding, Manifest, containers, pod_spec, pod_spec_path
+from deploy.manifests import POD_SPEC_PATH, Document, Finding, Manifest, containers, pod_spec
 from shared.service import SHUTDOWN_DEADLINE_SECONDS
 from shared.settings import ServiceSettings
 
 Rule = Callable[[Sequence[Manifest]], list[Finding]]
 
-WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"})
-RUN_TO_COMPLETION_KINDS = frozenset({"Job", "CronJob"})
+WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job"})
+RUN_TO_COMPLETION_KINDS = frozenset({"Job"})
 REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 # Where each role serves /healthz and /readyz (issue 11's process roles): the API on the
@@ -114,7 +114,7 @@ def container_rules(manifests: Sequence[Manifest]) -> list[Finding]:
         spec = pod_spec(manifest.document) or {}
         pod_context = spec.get("securityContext", {})
         grace = spec.get("terminationGracePeriodSeconds")
-        grace_path = f"{pod_spec_path(manifest.document)}.terminationGracePeriodSeconds"
+        grace_path = f"{POD_SPEC_PATH}.terminationGracePeriodSeconds"
         for path, container in containers(manifest.document):
             findings += [
                 manifest.finding(f"{path}.{where}", problem)
