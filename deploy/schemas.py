@@ -55,7 +55,8 @@ def _validator(schema_file: Path) -> Any:
 
 def _validate_custom(manifest: Manifest, schema_file: Path) -> list[Finding]:
     errors = sorted(
-        _validator(schema_file).iter_errors(manifest.document), key=lambda e: list(e.path)
+        _validator(schema_file).iter_errors(manifest.document),
+        key=lambda error: [str(segment) for segment in error.path],
     )
     return [manifest.finding(error_path(error), error.message) for error in errors]
 
