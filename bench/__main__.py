@@ -33,7 +33,7 @@ from bench.ours import consumer, http, relay
 from bench.ours.saga import Saga
 from bench.rss import RssSampler
 from bench.settings import FULL, QUICK, BenchSettings
-from bench.stack import Service, Stack, register, start
+from bench.stack import RATE_LIMITS, Service, Stack, register, start
 from bench.wrk import require_wrk
 
 RESULTS = Path(__file__).with_name("results")
@@ -342,6 +342,7 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
             "consumer_batch_size": consumer.BATCH_SIZE,
             "queues": "quorum",
             "event_loop": "uvloop",
+            "rate_limits": RATE_LIMITS,
         },
         growth=growth_figures,
         details=details,

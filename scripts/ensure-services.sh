@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the backing services of the contract are reachable: PostgreSQL (PGHOST/PGPORT, default
-# 127.0.0.1:5432) and RabbitMQ (host and port of AMQP_URL, default 127.0.0.1:5672).
+# 127.0.0.1:5432), RabbitMQ (host and port of AMQP_URL, default 127.0.0.1:5672) and Redis (host and
+# port of RATE_LIMIT_STORAGE_URL, else 127.0.0.1:6379; the tests count rate limits in it).
 #
 # For each one: if it is reachable, say so and go on. If it is installed here but stopped, start it
 # and wait (with a deadline) until it answers. If it is not installed and we are root on an apt
@@ -10,7 +11,8 @@
 # Safe to run any number of times, with no terminal (CI): it never prompts, and it never stops or
 # restarts a server that is already running. One line per service when all is well.
 #
-# Env: PGHOST, PGPORT, AMQP_URL, SERVICES_TIMEOUT (seconds to wait for a start, default 60).
+# Env: PGHOST, PGPORT, AMQP_URL, RATE_LIMIT_STORAGE_URL, SERVICES_TIMEOUT (seconds to wait for a
+# start, default 60).
 set -euo pipefail
 
 # pg_ctlcluster, rabbitmq-server and rabbitmqctl live in sbin, often not on a user's PATH.
@@ -43,6 +45,20 @@ amqp_host_port() {
     fi
 }
 read -r AMQP_HOST AMQP_PORT < <(amqp_host_port)
+
+# Host and port of RATE_LIMIT_STORAGE_URL (redis://[user:pass@]host:port/db), else the default.
+redis_host_port() {
+    local url="${RATE_LIMIT_STORAGE_URL:-redis://127.0.0.1:6379/0}"
+    local rest="${url#*://}"
+    rest="${rest%%/*}"
+    rest="${rest##*@}"
+    if [[ "${rest}" == *:* ]]; then
+        printf '%s %s\n' "${rest%%:*}" "${rest##*:}"
+    else
+        printf '%s %s\n' "${rest:-127.0.0.1}" 6379
+    fi
+}
+read -r REDIS_HOST REDIS_PORT < <(redis_host_port)
 
 # Only a server on this machine is ours to start or install.
 is_local() {
@@ -236,5 +252,40 @@ ensure_rabbitmq() {
     say "rabbitmq: reachable at ${where}"
 }
 
+# --- Redis ------------------------------------------------------------------------------------
+
+redis_reachable() { tcp_open "${REDIS_HOST}" "${REDIS_PORT}"; }
+
+ensure_redis() {
+    local where="${REDIS_HOST}:${REDIS_PORT}"
+    if redis_reachable; then
+        say "redis: reachable at ${where}"
+        return 0
+    fi
+    is_local "${REDIS_HOST}" || die "redis: not reachable at ${where} (a remote host: start it there, or set RATE_LIMIT_STORAGE_URL)"
+
+    if ! command -v redis-server >/dev/null 2>&1; then
+        can_apt_install || die "redis: not reachable at ${where} and not installed. Run: sudo apt-get install -y redis-server"
+        say "redis: not installed; installing with apt-get"
+        apt_install redis-server
+        # The package may have started it already.
+        if redis_reachable; then
+            say "redis: reachable at ${where}"
+            return 0
+        fi
+    fi
+
+    # Counters only: no snapshots, no append-only file.
+    local start_cmd=(redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "${REDIS_PORT}" --save "" --appendonly no)
+    say "redis: not running; starting it"
+    if ! "${start_cmd[@]}" </dev/null >/dev/null; then
+        die "redis: could not start it. Run: ${start_cmd[*]}"
+    fi
+    wait_until redis_reachable ||
+        die "redis: started but not reachable at ${where} after ${TIMEOUT}s (is port ${REDIS_PORT} taken?). Run it in the foreground to see why: redis-server --port ${REDIS_PORT}"
+    say "redis: reachable at ${where}"
+}
+
 ensure_postgres
 ensure_rabbitmq
+ensure_redis

@@ -65,3 +65,8 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
             registry=self.registry,
         )
+        self.rate_limit_storage_errors = Counter(
+            "rate_limit_storage_errors_total",
+            "Rate-limit store calls that failed or timed out (the request was served unlimited).",
+            registry=self.registry,
+        )

@@ -45,6 +45,7 @@ from shared.http import (
 from shared.logs import configure_logging
 from shared.metrics import Metrics
 from shared.relay import OutboxRelay
+from shared.route_limits import install_rate_limits
 from shared.settings import ServiceSettings
 from shared.tracing import configure_tracing
 from shared.uow import UnitOfWork
@@ -186,13 +187,16 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, token_keys: KeySet)
     app.state.tokens = TokenVerifier(token_keys)
     install_problem_handlers(app)
     document_problems(app)
-    install_request_size_limit(app, settings.max_request_bytes)
-    install_observability_middleware(app, runtime.metrics)
     app.include_router(
         ops_router(engine=engine, amqp=lambda: runtime.amqp, metrics=runtime.metrics)
     )
     for router in spec.routers:
         app.include_router(router)
+    install_request_size_limit(app, settings.max_request_bytes)
+    install_rate_limits(
+        app, service=spec.name, settings=settings, tokens=app.state.tokens, metrics=runtime.metrics
+    )
+    install_observability_middleware(app, runtime.metrics)
     return app
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field
+import limits
+from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.route_limits import parse_route_limits
 
 # The contract's development default for `JWT_SECRET`: public, so never accepted in production.
 DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me-0123456789"  # noqa: S105
@@ -18,6 +21,28 @@ DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me-0123456789"  # noqa:
 
 def env(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
+
+
+def _rate_limit(value: str) -> str:
+    """Refuse a malformed limit at start rather than at the first request."""
+    limits.parse(value)
+    return value
+
+
+def _route_limits(value: str) -> str:
+    parse_route_limits(value)
+    return value
+
+
+def _storage_url(value: str | None) -> str | None:
+    if not value:
+        return None
+    if not value.startswith(("redis://", "rediss://")):
+        raise ValueError("must be a redis:// or rediss:// URL, or unset for process memory")
+    return value
+
+
+RateLimit = Annotated[str, AfterValidator(_rate_limit)]
 
 
 class ServiceSettings(BaseSettings):
@@ -59,6 +84,25 @@ class ServiceSettings(BaseSettings):
     max_message_bytes: Annotated[int, Field(gt=0, validation_alias=env("MAX_MESSAGE_BYTES"))] = (
         256 * 1024
     )
+
+    # Per client; generous: far above what a person or a well-behaved program sends (see README).
+    rate_limit_reads: Annotated[RateLimit, Field(validation_alias=env("RATE_LIMIT_READS"))] = (
+        "500/second"
+    )
+    rate_limit_writes: Annotated[RateLimit, Field(validation_alias=env("RATE_LIMIT_WRITES"))] = (
+        "200/second"
+    )
+    rate_limits: Annotated[
+        str, AfterValidator(_route_limits), Field(validation_alias=env("RATE_LIMITS"))
+    ] = ""
+    rate_limit_storage_url: Annotated[
+        str | None,
+        BeforeValidator(_storage_url),
+        Field(validation_alias=env("RATE_LIMIT_STORAGE_URL")),
+    ] = None
+    rate_limit_key_prefix: Annotated[
+        str, Field(min_length=1, validation_alias=env("RATE_LIMIT_KEY_PREFIX"))
+    ] = "eventful"
 
     consumers_enabled: Annotated[bool, Field(validation_alias=env("CONSUMERS_ENABLED"))] = True
     consumer_prefetch: Annotated[int, Field(gt=0, validation_alias=env("CONSUMER_PREFETCH"))] = 64

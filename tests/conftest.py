@@ -1,8 +1,9 @@
-"""Shared fixtures: every test gets its own PostgreSQL databases and RabbitMQ vhost.
+"""Shared fixtures: every test gets its own PostgreSQL databases, RabbitMQ vhost and Redis keys.
 
 Nothing here fakes a server: integration and end-to-end tests run against the real local
-PostgreSQL and RabbitMQ (`make test` makes sure both are up). Databases and vhosts carry a random
-suffix and are dropped afterwards, so runs never collide, not even concurrent ones.
+PostgreSQL, RabbitMQ and Redis (`make test` makes sure they are up). Databases, vhosts and Redis
+key prefixes carry a random suffix and are dropped afterwards, so runs never collide, not even
+concurrent ones.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from collections.abc import AsyncIterator, Iterator
 from urllib.parse import quote
 
 import pytest
+from limits.aio.storage import RedisStorage
 
 from shared.db import drop_database, ensure_database, migrate
 
 POSTGRES = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 AMQP = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
+REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -64,3 +67,11 @@ async def order_db() -> AsyncIterator[str]:
     url = await new_database("order_svc")
     yield url
     await drop_database(url)
+
+
+@pytest.fixture
+async def redis_key_prefix() -> AsyncIterator[str]:
+    """A `RATE_LIMIT_KEY_PREFIX` of the test's own in the local Redis; its keys go afterwards."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    await RedisStorage(f"async+{REDIS}", key_prefix=prefix).reset()

@@ -43,5 +43,5 @@ def create_app(settings: UserSettings) -> FastAPI:
     app = service.create_app(SPEC, settings, StaticKeys([key.public, *published]))
     app.state.signing_key = key
     app.state.passwords = Passwords()
-    app.state.throttles = Throttles(settings)
+    app.state.throttles = Throttles(settings, app.state.rate_limits)
     return app

@@ -6,21 +6,11 @@ import logging
 from pathlib import Path
 from typing import Annotated
 
-import limits
-from pydantic import AfterValidator, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
-from shared.settings import DEVELOPMENT_JWT_SECRET, ServiceSettings, env
+from shared.settings import DEVELOPMENT_JWT_SECRET, RateLimit, ServiceSettings, env
 
 log = logging.getLogger(__name__)
-
-
-def _rate(value: str) -> str:
-    """Refuse a malformed limit at start rather than at the first login."""
-    limits.parse(value)
-    return value
-
-
-RateLimit = Annotated[str, AfterValidator(_rate)]
 
 
 class UserSettings(ServiceSettings):

@@ -30,13 +30,15 @@ from shared.auth import SigningKey
 JWT_SECRET = "end-to-end-test-secret-0123456789abcdef"
 # The key user_svc derives from JWT_SECRET: tests mint tokens for users only order_svc knows.
 SIGNING_KEY = SigningKey.from_secret(JWT_SECRET)
-# Test stacks register and log in many users from one address.
+# Test stacks register and log in many users, and place and poll many orders, from one address.
 NO_RATE_LIMITS = dict.fromkeys(
     (
         "LOGIN_RATE_LIMIT",
         "LOGIN_ACCOUNT_RATE_LIMIT",
         "REGISTRATION_RATE_LIMIT",
         "REGISTRATION_ACCOUNT_RATE_LIMIT",
+        "RATE_LIMIT_READS",
+        "RATE_LIMIT_WRITES",
     ),
     "1000000/minute",
 )
@@ -107,13 +109,12 @@ class Stack:
     order_svc: ServiceProcess = field(init=False)
 
     def __post_init__(self) -> None:
-        common = {"AMQP_URL": self.amqp_url, "RELAY_POLL_SECONDS": "0.5"}
+        common = {"AMQP_URL": self.amqp_url, "RELAY_POLL_SECONDS": "0.5", **NO_RATE_LIMITS}
         user_port, order_port = free_port(), free_port()
         self.user_svc = ServiceProcess(
             "user_svc",
             {
                 **common,
-                **NO_RATE_LIMITS,
                 "JWT_SECRET": JWT_SECRET,
                 "USER_SVC_PORT": str(user_port),
                 "USER_SVC_DATABASE_URL": self.user_db,

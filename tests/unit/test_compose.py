@@ -4,7 +4,8 @@
 way CONTRACT.md says without needing Docker (nothing here starts a container). They also keep its
 broker set-up in step with the code: RabbitMQ loads `broker/definitions.json` at boot, which must
 be what `python -m broker definitions` renders from the topology and the service accounts, and
-each service connects as its own account with the password those definitions give it.
+each service connects as its own account with the password those definitions give it. Both
+count their rate limits in the one Redis, so that replicas share a limit.
 """
 
 from __future__ import annotations
@@ -24,11 +25,23 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "compose.yaml"
 DEFINITIONS_FILE = REPO_ROOT / "broker" / "definitions.json"
 
-BACKING_SERVICES = ("postgres", "rabbitmq")
+BACKING_SERVICES = ("postgres", "rabbitmq", "redis")
 APP_SERVICES = ("user_svc", "order_svc")
 CONTRACT_ENV = {
-    "user_svc": ("USER_SVC_DATABASE_URL", "AMQP_URL", "JWT_SECRET", "USER_SVC_PORT"),
-    "order_svc": ("ORDER_SVC_DATABASE_URL", "AMQP_URL", "JWKS_URL", "ORDER_SVC_PORT"),
+    "user_svc": (
+        "USER_SVC_DATABASE_URL",
+        "AMQP_URL",
+        "JWT_SECRET",
+        "USER_SVC_PORT",
+        "RATE_LIMIT_STORAGE_URL",
+    ),
+    "order_svc": (
+        "ORDER_SVC_DATABASE_URL",
+        "AMQP_URL",
+        "JWKS_URL",
+        "ORDER_SVC_PORT",
+        "RATE_LIMIT_STORAGE_URL",
+    ),
 }
 
 
@@ -109,7 +122,7 @@ def test_compose_file_parses_as_a_mapping_of_services() -> None:
     assert isinstance(compose.get("services"), dict)
 
 
-def test_compose_defines_postgres_rabbitmq_and_both_app_services(
+def test_compose_defines_the_backing_services_and_both_app_services(
     services: dict[str, dict[str, Any]],
 ) -> None:
     assert {*BACKING_SERVICES, *APP_SERVICES} <= services.keys()
@@ -144,7 +157,7 @@ def test_every_dependency_is_awaited_until_healthy(services: dict[str, dict[str,
 
 
 @pytest.mark.parametrize("app", APP_SERVICES)
-def test_app_service_depends_on_postgres_and_rabbitmq(
+def test_app_service_depends_on_every_backing_service(
     services: dict[str, dict[str, Any]], app: str
 ) -> None:
     assert set(BACKING_SERVICES) <= set(services[app].get("depends_on", {}))
@@ -183,6 +196,7 @@ def test_app_service_reaches_backing_services_by_their_service_names(
 
     assert urlsplit(environment[f"{app.upper()}_DATABASE_URL"]).hostname == "postgres"
     assert urlsplit(environment["AMQP_URL"]).hostname == "rabbitmq"
+    assert urlsplit(environment["RATE_LIMIT_STORAGE_URL"]).hostname == "redis"
 
 
 @pytest.mark.parametrize("app", APP_SERVICES)

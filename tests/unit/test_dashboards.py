@@ -45,6 +45,7 @@ REQUIRED_PANELS = {
     "Outbox backlog": "outbox_unpublished_events",
     "Oldest unpublished event": "outbox_oldest_unpublished_age_seconds",
     "DLQ depth": "rabbitmq_queue_messages",
+    "Rate limiting": "rate_limit_storage_errors_total",
 }
 LATENCY_PANELS = ("HTTP latency (p50, p99)", "Handler latency (p50, p99)")
 

@@ -22,6 +22,10 @@ CONTRACT_ENV = (
     "USER_DEFAULT_CREDIT_LIMIT",
     "APP_ENV",
     "LOGIN_RATE_LIMIT",
+    "RATE_LIMIT_READS",
+    "RATE_LIMIT_WRITES",
+    "RATE_LIMITS",
+    "RATE_LIMIT_STORAGE_URL",
 )
 PRODUCTION_SECRET = "a-production-secret-of-at-least-32-bytes"
 
@@ -195,6 +199,51 @@ def test_a_malformed_rate_limit_refuses_to_build(monkeypatch: pytest.MonkeyPatch
 
     with pytest.raises(ValidationError, match="LOGIN_RATE_LIMIT"):
         UserSettings()
+
+
+@pytest.mark.parametrize("settings", [UserSettings, OrderSettings])
+def test_every_service_limits_reads_and_writes_generously_in_process_memory_by_default(
+    settings: type[UserSettings | OrderSettings],
+) -> None:
+    defaults = settings()
+
+    assert (defaults.rate_limit_reads, defaults.rate_limit_writes) == ("500/second", "200/second")
+    assert (defaults.rate_limits, defaults.rate_limit_storage_url) == ("", None)
+
+
+@pytest.mark.parametrize("name", ["RATE_LIMIT_READS", "RATE_LIMIT_WRITES", "RATE_LIMITS"])
+def test_a_malformed_api_rate_limit_refuses_to_build(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(name, "lots")
+
+    with pytest.raises(ValidationError, match=name):
+        OrderSettings()
+
+
+def test_rate_limits_are_counted_in_the_redis_of_rate_limit_storage_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RATE_LIMIT_STORAGE_URL", "redis://redis:6379/2")
+
+    assert OrderSettings().rate_limit_storage_url == "redis://redis:6379/2"
+
+
+def test_an_empty_rate_limit_storage_url_means_process_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RATE_LIMIT_STORAGE_URL", "")
+
+    assert OrderSettings().rate_limit_storage_url is None
+
+
+def test_a_rate_limit_storage_url_other_than_redis_refuses_to_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RATE_LIMIT_STORAGE_URL", "memcached://127.0.0.1:11211")
+
+    with pytest.raises(ValidationError, match="RATE_LIMIT_STORAGE_URL"):
+        OrderSettings()
 
 
 def test_a_jwt_secret_shorter_than_32_characters_refuses_to_build(
