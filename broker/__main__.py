@@ -6,6 +6,8 @@
                                                    user per service (needs rabbitmqctl)
     python -m broker definitions                   the development definitions compose's RabbitMQ
                                                    loads at boot (broker/definitions.json)
+    python -m broker k8s [--check] [--dir DIR]     the same set-up as Kubernetes resources, written
+                                                   into deploy/k8s (--check: exit 1 if stale)
     python -m broker dlq list                      every DLQ and how many messages wait there
     python -m broker dlq show QUEUE [--limit N]    look at dead letters without removing them
     python -m broker dlq replay QUEUE [--id EVENT_ID] [--limit N]
@@ -34,6 +36,7 @@ import os
 import secrets
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -41,7 +44,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractConnection
 
-from broker import dlq
+from broker import dlq, k8s
 from broker.accounts import SERVICE_ACCOUNTS, permissions, topic_permissions
 from broker.definitions import (
     DEVELOPMENT_VHOST,
@@ -239,6 +242,15 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "definitions", help="the development definitions (compose), to broker/definitions.json"
     )
+    resources = commands.add_parser(
+        "k8s", help="the topology and accounts as Kubernetes resources, into deploy/k8s"
+    )
+    resources.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 naming the stale files"
+    )
+    resources.add_argument(
+        "--dir", type=Path, default=k8s.DEFAULT_DIR, help="deploy/k8s folder (default: %(default)s)"
+    )
     dead_letters = commands.add_parser("dlq", help="inspect, replay or purge dead-letter queues")
     actions = dead_letters.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="every DLQ and its message count")
@@ -268,6 +280,8 @@ def main() -> None:
     if args.command == "definitions":
         sys.stdout.write(to_json(development_definitions()))
         return
+    if args.command == "k8s":
+        sys.exit(k8s.run(check=args.check, directory=args.dir))
     try:
         queue = None if args.action == "list" else dlq.find_queue(args.queue)
     except dlq.UnknownQueue as error:
