@@ -10,17 +10,12 @@ import pytest
 
 from deploy import policies
 from deploy.manifests import Manifest
-from shared.service import SHUTDOWN_DEADLINE_SECONDS
+from shared.server import SHUTDOWN_DEADLINE_SECONDS
 from tests.deploy.conftest import of_kind
-
-# Settings that issue 11 fixes for every service (the process roles' OPS_PORT) and that another
-# branch is adding to the settings classes. Remove each one here once the settings read it:
-# `test_awaited_settings_are_not_read_yet` fails until then.
-AWAITED_SETTINGS = frozenset({"OPS_PORT"})
 
 
 def names_read(package: str) -> frozenset[str]:
-    return policies.setting_names(policies.service_settings(package)) | AWAITED_SETTINGS
+    return policies.setting_names(policies.service_settings(package))
 
 
 def with_change(manifest: Manifest, change: Callable[[dict[str, Any]], None]) -> list[Manifest]:
@@ -221,12 +216,6 @@ def test_every_environment_variable_is_a_setting_the_service_reads(
     overlay: list[Manifest],
 ) -> None:
     assert [str(f) for f in policies.settings_are_read(overlay, names_read)] == []
-
-
-def test_awaited_settings_are_not_read_yet() -> None:
-    read = policies.setting_names(policies.service_settings("user_svc"))
-
-    assert AWAITED_SETTINGS & read == set(), "the settings read them now: drop them from the list"
 
 
 def test_settings_are_derived_from_the_settings_classes_with_their_aliases() -> None:
