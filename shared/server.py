@@ -40,7 +40,7 @@ def _exit_after_deadline() -> None:
     os._exit(1)
 
 
-def run(app: FastAPI, *, host: str, port: int, access_log: bool) -> None:
+def run(app: FastAPI, *, host: str, port: int, access_log: bool, forwarded_allow_ips: str) -> None:
     """Serve `app` until SIGINT/SIGTERM."""
     config = uvicorn.Config(
         app,
@@ -48,6 +48,8 @@ def run(app: FastAPI, *, host: str, port: int, access_log: bool) -> None:
         port=port,
         log_config=None,
         access_log=access_log,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
         timeout_graceful_shutdown=HTTP_DRAIN_SECONDS,
     )
     _Server(config).run()

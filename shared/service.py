@@ -238,4 +238,10 @@ def main(
     app = (
         create_api(settings, role) if role.serves_api else create_ops_app(spec, settings, role=role)
     )
-    server.run(app, host=settings.host, port=port, access_log=settings.access_log)
+    server.run(
+        app,
+        host=settings.host,
+        port=port,
+        access_log=settings.access_log,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+    )

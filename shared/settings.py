@@ -116,6 +116,11 @@ class ServiceSettings(BaseSettings):
     ] = 5
 
     access_log: Annotated[bool, Field(validation_alias=env("ACCESS_LOG"))] = False
+    # Peers whose X-Forwarded-For names the client (the rate limits' per-address key): behind
+    # an ingress or load balancer, its address; uvicorn's own default trusts only loopback.
+    forwarded_allow_ips: Annotated[
+        str, Field(min_length=1, validation_alias=env("FORWARDED_ALLOW_IPS"))
+    ] = "127.0.0.1"
     log_format_override: Annotated[
         Literal["json", "console"] | None, Field(validation_alias=env("LOG_FORMAT"))
     ] = None

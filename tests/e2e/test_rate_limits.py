@@ -114,3 +114,52 @@ def test_a_service_refuses_to_start_with_rate_limits_it_cannot_apply(
     assert started.returncode != 0
     assert "RATE_LIMITS" in started.stderr
     assert named in started.stderr
+
+
+async def started_api(
+    order_db: str, amqp_url: str, tmp_path: Path, **settings: str
+) -> ServiceProcess:
+    """One order_svc `api` whose anonymous reads are limited to 2 a minute per client."""
+    port = free_port()
+    env = order_svc_env(
+        order_db, amqp_url, ORDER_SVC_PORT=str(port), RATE_LIMIT_READS="2/minute", **settings
+    )
+    process = ServiceProcess("order_svc", env, port, tmp_path / "api.log")
+    process.start("api")
+    await process.wait_ready()
+    return process
+
+
+async def anonymous_reads(process: ServiceProcess, forwarded_for: list[str]) -> list[int]:
+    async with httpx.AsyncClient() as http:
+        answers = [
+            await http.get(f"{process.url}/orders", headers={"X-Forwarded-For": client})
+            for client in forwarded_for
+        ]
+    return [a.status_code for a in answers]
+
+
+async def test_a_client_cannot_escape_its_limit_by_naming_another_address(
+    order_db: str, amqp_url: str, tmp_path: Path
+) -> None:
+    process = await started_api(order_db, amqp_url, tmp_path, FORWARDED_ALLOW_IPS="10.9.9.9")
+    try:
+        statuses = await anonymous_reads(process, ["198.51.100.1", "198.51.100.2", "198.51.100.3"])
+    finally:
+        process.kill()
+
+    assert statuses == [401, 401, 429]
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(
+    order_db: str, amqp_url: str, tmp_path: Path
+) -> None:
+    process = await started_api(order_db, amqp_url, tmp_path, FORWARDED_ALLOW_IPS="127.0.0.1")
+    try:
+        statuses = await anonymous_reads(
+            process, ["198.51.100.1", "198.51.100.1", "198.51.100.1", "198.51.100.2"]
+        )
+    finally:
+        process.kill()
+
+    assert statuses == [401, 401, 429, 401]
