@@ -123,17 +123,16 @@ def _message(
     name: str, message: JSONObject, schemas: JSONObject, queues: Iterable[str]
 ) -> list[str]:
     schema = schemas[name]
-    consumed = ", ".join(f"`{queue}`" for queue in queues) or "no queue yet"
-    lines = [
+    source = schema["properties"]["source"]["const"]
+    consumed = ", ".join(f"`{queue}`" for queue in queues) or "no service's queue"
+    return [
         f"### `{name}` {{#{_anchor(name)}}}",
         "",
-        f"Published by **{_publisher(schema)}** (`source` `{schema['properties']['source']['const']}`)"
-        f" with routing key `{name}`, content type `{message['contentType']}`; consumed from "
-        f"{consumed}.",
+        f"Published by **{_publisher(schema)}** (`source` `{source}`) with routing key "
+        f"`{name}`, content type `{message['contentType']}`; consumed from {consumed}.",
         "",
         *_fields(schema["properties"]["data"], schemas, title="`data`"),
     ]
-    return lines
 
 
 def _fields(schema: JSONObject, schemas: JSONObject, *, title: str) -> list[str]:
