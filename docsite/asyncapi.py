@@ -59,7 +59,7 @@ def render(document: JSONObject, *, download: str) -> str:
     types = sorted(name for name in messages if name in schemas)
     lines += [
         f"| [`{name}`](#{_anchor(name)}) | {_publisher(schemas[name])} | "
-        f"{', '.join(f'`{queue}`' for queue in consumers.get(name, [])) or 'nobody yet'} |"
+        f"{', '.join(f'`{queue}`' for queue in consumers.get(name, [])) or 'no service'} |"
         for name in types
     ]
     if types:
