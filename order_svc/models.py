@@ -48,6 +48,8 @@ orders = Table(
     UniqueConstraint("user_id", "idempotency_key", name="uq_orders_idempotency_key"),
 )
 Index("ix_orders_user_newest", orders.c.user_id, orders.c.created_at.desc(), orders.c.id.desc())
+# The undecided orders only: the workers measure the oldest of them (`order_svc.pending_orders`).
+Index("ix_orders_pending", orders.c.created_at, postgresql_where=orders.c.status == "pending")
 
 order_items = Table(
     "order_items",

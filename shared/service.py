@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -68,6 +69,9 @@ class ServiceSpec:
     handlers: Mapping[str, Handler[Any]]
     unit_of_work: UnitOfWorkFactory
     routers: Sequence[APIRouter]
+    # Parts of the service's own that its workers run beside the consumer (`all`, `worker`),
+    # given the database and the process's metrics registry: measurements of its own state.
+    worker_parts: Callable[[AsyncEngine, CollectorRegistry], Sequence[Part]] = lambda *_: ()
 
 
 def parts_of(
@@ -117,6 +121,7 @@ def parts_of(
                 settings=settings,
                 metrics=metrics,
             ),
+            *spec.worker_parts(engine, metrics.registry),
         ]
 
     match role:

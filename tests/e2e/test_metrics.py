@@ -35,6 +35,8 @@ async def test_metrics_follow_an_order_through_both_services(
     assert "relay_confirm_duration_seconds_count" in orders
     assert "outbox_unpublished_events" in orders
     assert "outbox_oldest_unpublished_age_seconds" in orders
+    assert "orders_oldest_pending_age_seconds" in orders
+    assert "orders_pending" in orders
     assert 'consumer_messages_total{outcome="applied",type="user.credit_reserved"}' in orders
     assert 'consumer_messages_total{outcome="applied",type="order.created"}' in users
     assert 'consumer_handler_duration_seconds_count{type="order.created"}' in users
