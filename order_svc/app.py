@@ -54,5 +54,5 @@ def token_keys(settings: OrderSettings) -> KeySet:
 
 def create_app(settings: OrderSettings) -> FastAPI:
     app = service.create_app(SPEC, settings, token_keys(settings))
-    app.state.queries = OrderQueries(app.state.engine)
+    app.state.queries = OrderQueries(app.state.database)
     return app

@@ -25,15 +25,12 @@ import uvicorn
 from aio_pika.abc import AbstractRobustConnection
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, before_sleep_log, stop_after_delay, wait_exponential
 
 from broker.ownership import declare_for_service
 from broker.topology import TOPOLOGY, Queue
 from shared.auth import KeySet, TokenVerifier
 from shared.consumer import EventConsumer, Handler
-from shared.db import asyncpg_dsn, create_engine, ensure_database, migrate
-from shared.envelope import CloudEvent
 from shared.housekeeping import Housekeeper
 from shared.http import (
     document_problems,
@@ -44,10 +41,12 @@ from shared.http import (
 )
 from shared.logs import configure_logging
 from shared.metrics import Metrics
+from shared.persistence.database import Database, ensure_database
+from shared.persistence.migrations import migrate
+from shared.persistence.unit_of_work import UnitOfWork
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
 from shared.tracing import configure_tracing
-from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 RELAY_STOP_SECONDS = 10.0
 SHUTDOWN_DEADLINE_SECONDS = 30.0
 
-UnitOfWorkFactory = Callable[[AsyncEngine, CloudEvent | None], UnitOfWork]
+UnitOfWorkFactory = Callable[[Database], UnitOfWork]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,10 +75,10 @@ class ServiceSpec:
 class Runtime:
     """The background half of a service process: broker connection, relay and consumer."""
 
-    def __init__(self, spec: ServiceSpec, settings: ServiceSettings, engine: AsyncEngine) -> None:
+    def __init__(self, spec: ServiceSpec, settings: ServiceSettings, database: Database) -> None:
         self.spec = spec
         self.settings = settings
-        self.engine = engine
+        self.database = database
         self.metrics = Metrics()
         self.amqp: AbstractRobustConnection | None = None
         self._consumer: EventConsumer[Any] | None = None
@@ -93,8 +92,7 @@ class Runtime:
         await declare_for_service(self.amqp, spec.queue)
         if settings.relay_enabled:
             relay = OutboxRelay(
-                engine=self.engine,
-                listen_dsn=asyncpg_dsn(settings.database_url),
+                database=self.database,
                 outbox=spec.outbox,
                 amqp=self.amqp,
                 exchange=TOPOLOGY.exchange.name,
@@ -105,7 +103,7 @@ class Runtime:
             self._relay = relay
             self._relay_task = asyncio.create_task(relay.run(), name=f"{spec.name}-relay")
         housekeeper = Housekeeper(
-            engine=self.engine,
+            database=self.database,
             outbox=spec.outbox,
             inbox=spec.inbox,
             outbox_retention_seconds=settings.outbox_retention_seconds,
@@ -117,7 +115,7 @@ class Runtime:
             self._consumer = EventConsumer(
                 queue=spec.queue,
                 handlers=spec.handlers,
-                unit_of_work=lambda cause: spec.unit_of_work(self.engine, cause),
+                unit_of_work=lambda: spec.unit_of_work(self.database),
                 inbox_table=spec.inbox,
                 metrics=self.metrics,
                 prefetch=settings.consumer_prefetch,
@@ -146,7 +144,7 @@ class Runtime:
                 await task
         if self.amqp is not None:
             await self.amqp.close()
-        await self.engine.dispose()
+        await self.database.close()
 
 
 async def _connect(url: str) -> AbstractRobustConnection:
@@ -165,8 +163,8 @@ async def _connect(url: str) -> AbstractRobustConnection:
 
 def create_app(spec: ServiceSpec, settings: ServiceSettings, token_keys: KeySet) -> FastAPI:
     """The service's ASGI app; `token_keys` verify the bearer tokens its routes require."""
-    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
-    runtime = Runtime(spec, settings, engine)
+    database = Database(settings.database_url, pool_size=settings.database_pool_size)
+    runtime = Runtime(spec, settings, database)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -179,7 +177,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, token_keys: KeySet)
 
     app = FastAPI(title=spec.name, version="1.0.0", lifespan=lifespan)
     app.state.settings = settings
-    app.state.engine = engine
+    app.state.database = database
     app.state.unit_of_work = spec.unit_of_work
     app.state.runtime = runtime
     app.state.token_keys = token_keys
@@ -189,7 +187,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, token_keys: KeySet)
     install_request_size_limit(app, settings.max_request_bytes)
     install_observability_middleware(app, runtime.metrics)
     app.include_router(
-        ops_router(engine=engine, amqp=lambda: runtime.amqp, metrics=runtime.metrics)
+        ops_router(database=database, amqp=lambda: runtime.amqp, metrics=runtime.metrics)
     )
     for router in spec.routers:
         app.include_router(router)

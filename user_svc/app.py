@@ -9,6 +9,7 @@ from shared import service
 from shared.auth import SigningKey, StaticKeys, load_public_keys
 from user_svc import api, handlers, models
 from user_svc.passwords import Passwords
+from user_svc.queries import UserQueries
 from user_svc.settings import UserSettings
 from user_svc.throttle import Throttles
 from user_svc.uow import unit_of_work
@@ -42,6 +43,7 @@ def create_app(settings: UserSettings) -> FastAPI:
     )
     app = service.create_app(SPEC, settings, StaticKeys([key.public, *published]))
     app.state.signing_key = key
+    app.state.queries = UserQueries(app.state.database)
     app.state.passwords = Passwords()
     app.state.throttles = Throttles(settings)
     return app
