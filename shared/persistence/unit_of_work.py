@@ -71,12 +71,13 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        stack, transaction = self._stack, self._transaction
+        stack, connection, transaction = self._stack, self._connection, self._transaction
         self._stack = self._connection = self._transaction = None
         assert stack is not None
+        assert connection is not None
         assert transaction is not None
         async with stack:
-            if not transaction.is_completed():
+            if connection.is_in_transaction():
                 # A connection that broke has no transaction left to roll back, and the pool
                 # discards it on release; the error that ended the block is the one to raise.
                 with suppress(*UNAVAILABLE):
