@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.db import drop_database
-from tests.conftest import POSTGRES, create_vhost, delete_vhost
+from shared.persistence.database import drop_database
 from tests.e2e.harness import Customer, Stack, register
+from tests.support.databases import POSTGRES
+from tests.support.vhosts import create_vhost, delete_vhost
 
 pytestmark = pytest.mark.e2e
 

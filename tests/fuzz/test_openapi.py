@@ -54,9 +54,10 @@ from starlette.types import Receive, Scope, Send
 from order_svc.app import create_app as create_order_app
 from order_svc.settings import OrderSettings
 from shared.auth import SigningKey
-from shared.db import drop_database
-from tests.conftest import AMQP, new_database
-from tests.e2e.harness import NO_RATE_LIMITS
+from shared.persistence.database import drop_database
+from tests.support.databases import new_database
+from tests.support.settings import NO_RATE_LIMITS
+from tests.support.vhosts import AMQP
 from user_svc.app import create_app as create_user_app
 from user_svc.settings import UserSettings
 
@@ -85,7 +86,7 @@ class WithoutServiceLifespan:
     """The app behind a lifespan of its own instead of the service's.
 
     The service's lifespan connects to the broker and starts the relay and the consumer. Here
-    startup does nothing, and shutdown only closes the engine's connections, in the event loop
+    startup does nothing, and shutdown only closes the database's connections, in the event loop
     that opened them: schemathesis serves every request from one loop, in a thread of its own.
     """
 
@@ -101,7 +102,7 @@ class WithoutServiceLifespan:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.app.state.engine.dispose()
+                await self.app.state.database.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -165,7 +166,9 @@ async def broker() -> AsyncIterator[AbstractRobustConnection]:
 
 
 @pytest.fixture(scope="module")
-async def user_api(broker: AbstractRobustConnection) -> AsyncIterator[Api]:
+async def user_api(
+    broker: AbstractRobustConnection, migrated_templates: None
+) -> AsyncIterator[Api]:
     url = await new_database("user_svc")
     app = create_user_app(
         UserSettings(USER_SVC_DATABASE_URL=url, JWT_SECRET=JWT_SECRET, **NO_RATE_LIMITS)
@@ -190,7 +193,9 @@ async def user_api(broker: AbstractRobustConnection) -> AsyncIterator[Api]:
 
 @pytest.fixture(scope="module")
 async def order_api(
-    broker: AbstractRobustConnection, tmp_path_factory: pytest.TempPathFactory
+    broker: AbstractRobustConnection,
+    migrated_templates: None,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Api]:
     url = await new_database("order_svc")
     keys = tmp_path_factory.mktemp("keys") / "token-keys.pem"
