@@ -16,14 +16,21 @@ import pytest
 
 from shared.persistence.database import Database, drop_database
 from tests.support.databases import create_templates, drop_templates, new_database
-from tests.support.vhosts import create_vhost, delete_vhost
+from tests.support.vhosts import VhostSupply
+
+
+@pytest.fixture(scope="session")
+def vhosts() -> Iterator[VhostSupply]:
+    supply = VhostSupply()
+    yield supply
+    supply.close()
 
 
 @pytest.fixture
-def amqp_url() -> Iterator[str]:
-    name, url = create_vhost()
+def amqp_url(vhosts: VhostSupply) -> Iterator[str]:
+    name, url = vhosts.take()
     yield url
-    delete_vhost(name)
+    vhosts.discard(name)
 
 
 @pytest.fixture(scope="session")
