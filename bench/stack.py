@@ -1,6 +1,6 @@
 """Both services as real processes (`python -m user_svc`, `python -m order_svc`), as in production.
 
-Factored from the idea of `tests/e2e/harness.py` rather than imported, so the bench does not
+Factored from the idea of `tests/support/processes.py` rather than imported, so the bench does not
 depend on test helpers. Users are registered and logged in over HTTP (`POST /users`,
 `POST /auth/token`): the bench never signs a token itself, so it keeps working whatever the
 services' token signing becomes.
