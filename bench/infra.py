@@ -18,7 +18,8 @@ import uuid
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from shared.db import drop_database, ensure_database, migrate
+from shared.persistence.database import drop_database, ensure_database
+from shared.persistence.migrations import migrate
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from bench.infra import POSTGRES, rabbitmqctl
-from shared.db import asyncpg_dsn
+from shared.persistence.database import dsn
 
 
 def _cpu_model() -> str:
@@ -35,7 +35,7 @@ def _memory_mb() -> int | None:
 
 
 async def describe() -> dict[str, Any]:
-    connection = await asyncpg.connect(asyncpg_dsn(f"{POSTGRES}/postgres"))
+    connection = await asyncpg.connect(dsn(f"{POSTGRES}/postgres"))
     try:
         postgres = await connection.fetchval("SHOW server_version")
     finally:

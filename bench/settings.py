@@ -24,7 +24,7 @@ class BenchSettings:
     # Unacknowledged messages per consumer for the plain and FastStream consumers, tuned on this
     # machine (16..256 tried; beyond 64 nothing is gained). Ours runs with the service default.
     baseline_prefetch: int
-    # Connections of the plain consumers' asyncpg pool: the services' engine allows 10 + 10.
+    # Connections of the plain consumers' asyncpg pool: the services' pool holds up to 20.
     baseline_pool_size: int
     # Distinct users the consumer's order.created events are spread over.
     consumer_users: int

@@ -1,7 +1,7 @@
 """Both services as real processes (`python -m user_svc [role]`, ...), as in production: each
 service in the `all` role, or split into its `api`, `worker` and `relay` roles.
 
-Factored from the idea of `tests/e2e/harness.py` rather than imported, so the bench does not
+Factored from the idea of `tests/support/processes.py` rather than imported, so the bench does not
 depend on test helpers. Users are registered and logged in over HTTP (`POST /users`,
 `POST /auth/token`): the bench never signs a token itself, so it keeps working whatever the
 services' token signing becomes.

@@ -85,7 +85,7 @@ class OrderPage(BaseModel):
 # Dependencies are coroutines: FastAPI runs a plain `def` dependency in a worker thread, and
 # that hop costs more than the rest of a simple request.
 async def _unit_of_work(request: Request) -> OrderUnitOfWork:
-    return unit_of_work(request.app.state.engine)
+    return unit_of_work(request.app.state.database)
 
 
 async def _queries(request: Request) -> OrderQueries:
@@ -145,13 +145,13 @@ async def read_order(
 @router.get("/orders")
 async def list_orders(
     caller: CurrentUserId,
-    uow: UnitOfWorkDep,
+    queries: QueriesDep,
     status: OrderStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> OrderPage:
-    views, more = await handlers.list_orders(
-        caller, uow, status=status, limit=limit, after=_decode_cursor(cursor)
+    views, more = await queries.page(
+        caller, status=status, limit=limit, after=_decode_cursor(cursor)
     )
     next_cursor = _encode_cursor(views[-1].order.created_at, views[-1].order.id) if more else None
     return OrderPage(items=[OrderPublic.of(v) for v in views], next_cursor=next_cursor)

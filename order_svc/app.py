@@ -35,7 +35,7 @@ SPEC = service.ServiceSpec(
     },
     unit_of_work=unit_of_work,
     routers=[api.router],
-    worker_parts=lambda engine, registry: [PendingOrders(engine, registry)],
+    worker_parts=lambda database, registry: [PendingOrders(OrderQueries(database), registry)],
 )
 
 
@@ -58,5 +58,5 @@ def token_keys(settings: OrderSettings) -> KeySet:
 def create_app(settings: OrderSettings, role: Role = Role.ALL) -> FastAPI:
     """The HTTP app of the `all` or `api` role."""
     app = service.create_app(SPEC, settings, token_keys(settings), role=role)
-    app.state.queries = OrderQueries(app.state.engine)
+    app.state.queries = OrderQueries(app.state.database)
     return app

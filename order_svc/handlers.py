@@ -1,8 +1,9 @@
-"""order_svc's use cases: HTTP commands and queries, and the saga's event handlers.
+"""order_svc's use cases: HTTP commands and the saga's event handlers, over a unit of work.
 
 Commands save with the version they loaded (`WHERE version = :expected`). Saga handlers lock the
-order row, let the state machine decide whether the step still applies, and commit the change
-with its event. Replica handlers apply a user's state only where it is newer than the copy's.
+order row, let the state machine decide whether the step still applies, and save the change;
+the events the order raised go to the outbox with it. Replica handlers apply a user's state
+only where it is newer than the copy's.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from order_svc.domain import Customer, Item, Order, OrderStatus
+from order_svc.domain import Customer, Item, Order
 from order_svc.uow import OrderUnitOfWork
 from shared.envelope import CloudEvent
 from shared.errors import Invalid, NotFound, StaleVersion
@@ -73,7 +74,6 @@ async def place_order(command: PlaceOrder, uow: OrderUnitOfWork) -> OrderView:
             if replay is None:
                 raise RuntimeError("idempotency key conflicted but no order holds it")
             return replay
-        uow.collect(order)
         customer = await uow.customers.get(command.user_id)
         await uow.commit()
     return OrderView(order=order, customer=customer)
@@ -97,22 +97,6 @@ def visible_to(view: OrderView | None, order_id: UUID, user_id: UUID) -> OrderVi
     return view
 
 
-async def list_orders(
-    user_id: UUID,
-    uow: OrderUnitOfWork,
-    *,
-    status: OrderStatus | None,
-    limit: int,
-    after: tuple[datetime, UUID] | None,
-) -> tuple[list[OrderView], bool]:
-    """One page of the user's orders, newest first, and whether more follow."""
-    async with uow:
-        page = await uow.orders.page(user_id, status=status, limit=limit + 1, after=after)
-        customer = await uow.customers.get(user_id)
-    views = [OrderView(order=order, customer=customer) for order in page[:limit]]
-    return views, len(page) > limit
-
-
 async def cancel_order(command: CancelOrder, uow: OrderUnitOfWork) -> OrderView:
     async with uow:
         order = await uow.orders.get(command.order_id)
@@ -124,7 +108,6 @@ async def cancel_order(command: CancelOrder, uow: OrderUnitOfWork) -> OrderView:
             )
         order.cancel(datetime.now(UTC))
         await uow.orders.save(order, expected_version=command.expected_version)
-        uow.collect(order)
         customer = await uow.customers.get(command.user_id)
         await uow.commit()
     return OrderView(order=order, customer=customer)
@@ -139,7 +122,6 @@ async def on_credit_reserved(
     loaded_version = order.version
     if order.confirm(datetime.now(UTC)):
         await uow.orders.save(order, expected_version=loaded_version)
-        uow.collect(order)
 
 
 async def on_credit_rejected(
@@ -151,7 +133,6 @@ async def on_credit_rejected(
     loaded_version = order.version
     if order.reject(event.reason, datetime.now(UTC)):
         await uow.orders.save(order, expected_version=loaded_version)
-        uow.collect(order)
 
 
 async def on_user_registered(

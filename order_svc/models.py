@@ -2,7 +2,7 @@
 
 The customers replica keeps a version per group of fields (`name_version`, `status_version`)
 besides the row's `version`, because `user.*` events carry partial state: see
-`shared.versioning.apply_if_newer`.
+`shared.persistence.versioning.apply_if_newer`.
 """
 
 from __future__ import annotations

@@ -18,17 +18,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Gauge
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from order_svc.models import orders
+from order_svc.queries import OrderQueries
 from shared.http import Check
 
 log = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 15.0
-
-_PENDING = select(func.count(), func.min(orders.c.created_at)).where(orders.c.status == "pending")
 
 
 class PendingOrders:
@@ -36,12 +32,12 @@ class PendingOrders:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        queries: OrderQueries,
         registry: CollectorRegistry,
         *,
         interval_seconds: float = INTERVAL_SECONDS,
     ) -> None:
-        self._engine = engine
+        self._queries = queries
         self._interval = interval_seconds
         self._task: asyncio.Task[None] | None = None
         self.count = Gauge(
@@ -58,8 +54,7 @@ class PendingOrders:
         return {}
 
     async def measure(self) -> None:
-        async with self._engine.connect() as connection:
-            count, oldest = (await connection.execute(_PENDING)).one()
+        count, oldest = await self._queries.pending()
         self.count.set(count)
         age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
         self.oldest_age.set(max(age, 0.0))

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import Any, Self
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -12,26 +11,24 @@ from sqlalchemy import (
     ARRAY,
     ColumnElement,
     ScalarSelect,
-    and_,
     bindparam,
     func,
     insert,
-    or_,
     select,
     true,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from order_svc.domain import Customer, Item, Order, OrderStatus
 from order_svc.models import customers, order_items, orders, outbox
-from shared.db import HotQuery
-from shared.envelope import CloudEvent
 from shared.events import CreditRejectionReason, UserCreditRejected, UserCreditReserved
-from shared.locked_rows import LockedRows
-from shared.uow import UnitOfWork
-from shared.versioning import apply_if_newer
+from shared.persistence.database import Database
+from shared.persistence.held_rows import HeldRows
+from shared.persistence.repository import Repository
+from shared.persistence.statements import Statement
+from shared.persistence.unit_of_work import UnitOfWork
+from shared.persistence.versioning import apply_if_newer
 
 
 def _items(column: ColumnElement[Any]) -> ScalarSelect[Any]:
@@ -59,11 +56,7 @@ ORDER_COLUMNS = (
     _items(order_items.c.unit_price).label("unit_prices"),
 )
 
-# The statements of the saga's hot path, run on the driver (see `shared.db.HotQuery`).
-_ORDER = select(*ORDER_COLUMNS).where(orders.c.id == bindparam("order_id"))
-_GET_ORDER = HotQuery(_ORDER)
-_LOCK_ORDER = HotQuery(_ORDER.with_for_update(of=orders))
-_ORDER_BY_KEY = HotQuery(
+_ORDER_BY_KEY = Statement(
     select(*ORDER_COLUMNS, orders.c.request_fingerprint).where(
         orders.c.user_id == bindparam("user_id"),
         orders.c.idempotency_key == bindparam("idempotency_key"),
@@ -94,7 +87,7 @@ _ITEMS = (
     .table_valued(*_ITEM_ARRAYS)
     .render_derived()
 )
-_ADD_ORDER = HotQuery(
+_ADD_ORDER = Statement(
     select(_ADDED.c.id).add_cte(
         insert(order_items)
         .from_select(
@@ -106,28 +99,25 @@ _ADD_ORDER = HotQuery(
         .cte("added_items")
     )
 )
-_CUSTOMER = HotQuery(select(customers).where(customers.c.id == bindparam("user_id")))
+_CUSTOMER = Statement(select(customers).where(customers.c.id == bindparam("user_id")))
 
 
-class Orders:
-    def __init__(self, connection: AsyncConnection) -> None:
-        self._connection = connection
-        self._locked = LockedRows(orders, columns=ORDER_COLUMNS)
+class Orders(Repository[Order]):
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        super().__init__(connection)
+        self._rows = HeldRows(orders, columns=ORDER_COLUMNS)
 
     async def lock(self, order_ids: Sequence[UUID]) -> None:
-        """Lock these orders for the rest of the transaction, in one statement; `get` then
-        answers from what it read, and `save` holds their writes back until `flush`."""
-        await self._locked.lock(self._connection, order_ids)
+        """Lock these orders for the rest of the transaction, in one statement."""
+        await self._rows.load(self.connection, order_ids, lock=True)
 
     async def get(self, order_id: UUID, *, for_update: bool = False) -> Order | None:
-        row = self._locked.get(order_id)
-        if row is None:
-            query = _LOCK_ORDER if for_update else _GET_ORDER
-            row = await query.fetchrow(self._connection, order_id=order_id)
-        return None if row is None else order_from(row)
+        await self._rows.load(self.connection, [order_id], lock=for_update)
+        row = self._rows.get(order_id)
+        return None if row is None else self.seen(order_from(row))
 
     async def by_idempotency_key(self, user_id: UUID, key: str) -> tuple[Order, str] | None:
-        row = await _ORDER_BY_KEY.fetchrow(self._connection, user_id=user_id, idempotency_key=key)
+        row = await _ORDER_BY_KEY.fetchrow(self.connection, user_id=user_id, idempotency_key=key)
         if row is None:
             return None
         return order_from(row), row["request_fingerprint"]
@@ -138,7 +128,7 @@ class Orders:
         """Insert a new order and its items; False if the caller already used this
         idempotency key."""
         added = await _ADD_ORDER.fetchrow(
-            self._connection,
+            self.connection,
             id=order.id,
             user_id=order.user_id,
             status=order.status,
@@ -154,7 +144,10 @@ class Orders:
             quantities=[item.quantity for item in order.items],
             unit_prices=[item.unit_price for item in order.items],
         )
-        return added is not None
+        if added is None:
+            return False
+        self.seen(order)
+        return True
 
     async def save(self, order: Order, *, expected_version: int) -> None:
         values = {
@@ -163,40 +156,14 @@ class Orders:
             "version": order.version,
             "updated_at": order.updated_at,
         }
-        await self._locked.save(
-            self._connection, order.id, expected_version=expected_version, values=values
-        )
+        self._rows.update(order.id, values, expected_version=expected_version)
 
     async def flush(self) -> None:
-        await self._locked.flush(self._connection)
-
-    async def page(
-        self,
-        user_id: UUID,
-        *,
-        status: OrderStatus | None,
-        limit: int,
-        after: tuple[datetime, UUID] | None,
-    ) -> list[Order]:
-        """The user's orders newest first, starting after the (created_at, id) of a cursor."""
-        query = select(*ORDER_COLUMNS).where(orders.c.user_id == user_id)
-        if status is not None:
-            query = query.where(orders.c.status == status)
-        if after is not None:
-            created_at, order_id = after
-            query = query.where(
-                or_(
-                    orders.c.created_at < created_at,
-                    and_(orders.c.created_at == created_at, orders.c.id < order_id),
-                )
-            )
-        query = query.order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(limit)
-        rows = await self._connection.execute(query)
-        return [order_from(row._mapping) for row in rows]
+        await self._rows.flush(self.connection)
 
 
-def order_from(row: Mapping[str, Any] | asyncpg.Record) -> Order:
-    """An order from a row of `ORDER_COLUMNS` (through SQLAlchemy or the driver)."""
+def order_from(row: Mapping[str, Any]) -> Order:
+    """An order from a row of `ORDER_COLUMNS`."""
     items = zip(row["skus"] or (), row["quantities"] or (), row["unit_prices"] or (), strict=True)
     return Order(
         id=row["id"],
@@ -212,7 +179,9 @@ def order_from(row: Mapping[str, Any] | asyncpg.Record) -> Order:
 
 
 class Customers:
-    def __init__(self, connection: AsyncConnection) -> None:
+    """The replica of users: state copies, applied only where newer; it raises no events."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
         self._connection = connection
 
     async def get(self, user_id: UUID) -> Customer | None:
@@ -240,11 +209,10 @@ class OrderUnitOfWork(UnitOfWork):
     orders: Orders
     customers: Customers
 
-    async def __aenter__(self) -> Self:
-        await super().__aenter__()
-        self.orders = Orders(self.connection)
-        self.customers = Customers(self.connection)
-        return self
+    def open(self, connection: asyncpg.Connection) -> Sequence[Repository[Any]]:
+        self.orders = Orders(connection)
+        self.customers = Customers(connection)
+        return (self.orders,)
 
     async def preload(self, events: Sequence[Any]) -> None:
         """Every credit decision starts by locking its order: the batch's orders are locked at
@@ -253,14 +221,6 @@ class OrderUnitOfWork(UnitOfWork):
             [e.order_id for e in events if isinstance(e, UserCreditReserved | UserCreditRejected)]
         )
 
-    async def flush(self) -> None:
-        await self.orders.flush()
 
-    def collect(self, order: Order) -> None:
-        """Take the events the order raised into this unit of work."""
-        self.emit(*order.events)
-        order.events.clear()
-
-
-def unit_of_work(engine: AsyncEngine, cause: CloudEvent | None = None) -> OrderUnitOfWork:
-    return OrderUnitOfWork(engine, outbox_table=outbox, source="/order_svc", cause=cause)
+def unit_of_work(database: Database) -> OrderUnitOfWork:
+    return OrderUnitOfWork(database, outbox_table=outbox, source="/order_svc")

@@ -54,8 +54,8 @@ from shared import inbox
 from shared.envelope import CONTENT_TYPE, CloudEvent, InvalidEvent, decode
 from shared.logs import message_context
 from shared.metrics import Metrics
+from shared.persistence.unit_of_work import UnitOfWork
 from shared.tracing import continued_span
-from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class EventConsumer(Generic[U]):
         *,
         queue: Queue,
         handlers: Mapping[str, Handler[U]],
-        unit_of_work: Callable[[CloudEvent], U],
+        unit_of_work: Callable[[], U],
         inbox_table: Table,
         metrics: Metrics,
         prefetch: int,
@@ -226,7 +226,7 @@ class EventConsumer(Generic[U]):
         """One message in its own transaction; a failure is the message's own."""
         envelope = message.envelope
         try:
-            async with self._unit_of_work(envelope) as uow:
+            async with self._unit_of_work() as uow:
                 claimed = await inbox.claim(
                     uow.connection,
                     self._inbox,
@@ -249,7 +249,7 @@ class EventConsumer(Generic[U]):
 
     async def _apply_batch(self, messages: Sequence[_Decoded]) -> list[Result]:
         """Several messages in one transaction, in delivery order; raises if any one fails."""
-        async with self._unit_of_work(messages[0].envelope) as uow:
+        async with self._unit_of_work() as uow:
             unclaimed = await inbox.claim_many(
                 uow.connection,
                 self._inbox,
@@ -265,7 +265,6 @@ class EventConsumer(Generic[U]):
                     results.append(Result(Outcome.DUPLICATE, envelope=envelope))
                     continue
                 unclaimed.discard(envelope.id)
-                uow.cause = envelope
                 await self._run_handler(message, uow)
                 results.append(Result(Outcome.APPLIED, envelope=envelope))
             await uow.commit()
@@ -283,7 +282,8 @@ class EventConsumer(Generic[U]):
         ):
             span.set_attribute("messaging.destination.name", self.queue.name)
             span.set_attribute("messaging.message.id", str(envelope.id))
-            await message.handler(message.data, envelope, uow)
+            with uow.caused_by(envelope):
+                await message.handler(message.data, envelope, uow)
 
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
         self._delivered.put_nowait(message)

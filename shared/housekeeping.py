@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import Table, delete, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql import Delete, func
+from sqlalchemy import ColumnElement, Interval, Table, bindparam, delete, select, tuple_
+from sqlalchemy.sql import func
+
+from shared.persistence.database import Database
+from shared.persistence.statements import Statement
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +30,7 @@ class Housekeeper:
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
+        database: Database,
         outbox: Table,
         inbox: Table,
         outbox_retention_seconds: float,
@@ -35,13 +38,15 @@ class Housekeeper:
         interval_seconds: float,
         batch_size: int = 5_000,
     ) -> None:
-        self._engine = engine
-        self._outbox = outbox
-        self._inbox = inbox
+        self._database = database
         self._outbox_retention = timedelta(seconds=outbox_retention_seconds)
         self._inbox_retention = timedelta(seconds=inbox_retention_seconds)
         self._interval = interval_seconds
         self._batch_size = batch_size
+        self._remove_published = _oldest_removed(outbox, outbox.c.published_at, outbox.c.seq)
+        self._remove_processed = _oldest_removed(
+            inbox, inbox.c.processed_at, inbox.c.consumer, inbox.c.event_id
+        )
 
     async def run(self) -> None:
         """Sweep every interval until cancelled; a failed sweep is logged and tried next time."""
@@ -55,35 +60,34 @@ class Housekeeper:
             await asyncio.sleep(self._interval)
 
     async def remove_published(self) -> int:
-        """Delete outbox rows published longer ago than the retention; never unpublished ones."""
-        outbox = self._outbox
-        oldest = (
-            select(outbox.c.seq)
-            .where(outbox.c.published_at < func.now() - self._outbox_retention)
-            .limit(self._batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        return await self._delete_in_batches(
-            delete(outbox).where(outbox.c.seq.in_(oldest.scalar_subquery()))
-        )
+        """Delete outbox rows published longer ago than the retention; never unpublished ones
+        (their `published_at` is NULL, which is older than nothing)."""
+        return await self._delete_in_batches(self._remove_published, self._outbox_retention)
 
     async def remove_processed(self) -> int:
         """Delete inbox rows of events processed longer ago than the retention."""
-        inbox = self._inbox
-        key = tuple_(inbox.c.consumer, inbox.c.event_id)
-        oldest = (
-            select(inbox.c.consumer, inbox.c.event_id)
-            .where(inbox.c.processed_at < func.now() - self._inbox_retention)
-            .limit(self._batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        return await self._delete_in_batches(delete(inbox).where(key.in_(oldest)))
+        return await self._delete_in_batches(self._remove_processed, self._inbox_retention)
 
-    async def _delete_in_batches(self, statement: Delete) -> int:
+    async def _delete_in_batches(self, statement: Statement, retention: timedelta) -> int:
         removed = 0
         while True:
-            async with self._engine.begin() as connection:
-                result = await connection.execute(statement)
-            removed += int(result.rowcount)
-            if result.rowcount < self._batch_size:
+            async with self._database.transaction() as connection:
+                status = await statement.execute(
+                    connection, retention=retention, limit=self._batch_size
+                )
+            deleted = int(status.split()[-1])
+            removed += deleted
+            if deleted < self._batch_size:
                 return removed
+
+
+def _oldest_removed(table: Table, stamp: ColumnElement[Any], *key: ColumnElement[Any]) -> Statement:
+    """Delete up to `limit` rows stamped longer than `retention` ago, skipping rows another
+    replica is deleting."""
+    oldest = (
+        select(*key)
+        .where(stamp < func.now() - bindparam("retention", type_=Interval))
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+    )
+    return Statement(delete(table).where(tuple_(*key).in_(oldest)))

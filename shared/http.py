@@ -25,8 +25,6 @@ from fastapi.responses import JSONResponse
 from fastapi.security.base import SecurityBase
 from fastapi.security.utils import get_authorization_scheme_param
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,6 +41,7 @@ from shared.errors import (
     Unauthorized,
 )
 from shared.metrics import Metrics
+from shared.persistence.database import UNAVAILABLE
 from shared.tracing import request_span
 
 log = logging.getLogger(__name__)
@@ -93,26 +92,16 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers=dict(error.headers or {}),
         )
 
-    async def dependency_down(_: Request, error: Exception) -> Response:
-        connection_lost = isinstance(error, OSError | OperationalError | InterfaceError) or (
-            isinstance(error, DBAPIError)
-            and (error.connection_invalidated or _sqlstate_class(error) in {"08", "57"})
-        )
-        if not connection_lost:
-            log.error("database error while serving a request", exc_info=error)
-            return problem(500, "Internal Server Error", "unexpected database error")
+    async def database_unavailable(_: Request, error: Exception) -> Response:
+        if isinstance(error, TimeoutError):
+            log.warning("the database did not answer in time while serving a request")
+            return _retry_shortly("the database did not answer in time; retry shortly")
         log.warning("database unavailable while serving a request: %r", error)
         return _retry_shortly("the database is unavailable; retry shortly")
 
     app.add_exception_handler(DomainError, domain_error)
-
-    async def pool_exhausted(_: Request, error: Exception) -> Response:
-        log.warning("no database connection free while serving a request: %s", error)
-        return _retry_shortly("every database connection is busy; retry shortly")
-
-    app.add_exception_handler(DBAPIError, dependency_down)
-    app.add_exception_handler(PoolTimeout, pool_exhausted)
-    app.add_exception_handler(OSError, dependency_down)
+    for unavailable in UNAVAILABLE:
+        app.add_exception_handler(unavailable, database_unavailable)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
 
@@ -128,13 +117,6 @@ def _headers_for(error: DomainError) -> dict[str, str] | None:
     if isinstance(error, TooManyRequests):
         return {"Retry-After": str(error.retry_after)}
     return None
-
-
-def _sqlstate_class(error: DBAPIError) -> str:
-    """SQLSTATE class of the driver error: 08 connection exception, 57 operator intervention
-    (the server shutting down or still starting up)."""
-    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-    return str(code)[:2] if code else ""
 
 
 def _reason(status: int) -> str:

@@ -12,15 +12,15 @@ import functools
 from collections.abc import Sequence
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy import ARRAY, Table, Text, Uuid, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import HotQuery
+from shared.persistence.statements import Statement
 
 
 async def claim(
-    connection: AsyncConnection, inbox: Table, *, consumer: str, event_id: UUID, event_type: str
+    connection: asyncpg.Connection, inbox: Table, *, consumer: str, event_id: UUID, event_type: str
 ) -> bool:
     """Record that `consumer` processes `event_id` now; False if it already did."""
     return bool(
@@ -29,7 +29,11 @@ async def claim(
 
 
 async def claim_many(
-    connection: AsyncConnection, inbox: Table, *, consumer: str, events: Sequence[tuple[UUID, str]]
+    connection: asyncpg.Connection,
+    inbox: Table,
+    *,
+    consumer: str,
+    events: Sequence[tuple[UUID, str]],
 ) -> set[UUID]:
     """`claim` for a batch of (event id, type) in one statement: the ids claimed now."""
     rows = await _claim(inbox).fetch(
@@ -42,15 +46,15 @@ async def claim_many(
 
 
 @functools.cache
-def _claim(inbox: Table) -> HotQuery:
-    """Built once per inbox table and run on the driver; the batch travels as two arrays, so
-    one statement (and one prepared plan) serves every batch size."""
+def _claim(inbox: Table) -> Statement:
+    """The batch travels as two arrays, so one statement (and one prepared plan) serves every
+    batch size."""
     rows = select(
         bindparam("consumer", type_=Text),
         func.unnest(bindparam("event_ids", type_=ARRAY(Uuid))),
         func.unnest(bindparam("event_types", type_=ARRAY(Text))),
     )
-    return HotQuery(
+    return Statement(
         insert(inbox)
         .from_select(["consumer", "event_id", "event_type"], rows)
         .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.event_id])

@@ -12,17 +12,19 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+import asyncpg
 from sqlalchemy import Table, bindparam, insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import HotQuery
 from shared.envelope import CloudEvent, encode
+from shared.persistence.statements import Statement
 
 # The channel the outbox trigger (migration 0002 of each service) notifies on.
 NOTIFY_CHANNEL = "outbox"
 
 
-async def append(connection: AsyncConnection, outbox: Table, events: Sequence[CloudEvent]) -> None:
+async def append(
+    connection: asyncpg.Connection, outbox: Table, events: Sequence[CloudEvent]
+) -> None:
     if not events:
         return
     await _append(outbox).executemany(
@@ -32,8 +34,7 @@ async def append(connection: AsyncConnection, outbox: Table, events: Sequence[Cl
 
 
 @functools.cache
-def _append(outbox: Table) -> HotQuery:
-    """Built once per outbox table and run on the driver, in the unit of work's transaction."""
-    return HotQuery(
+def _append(outbox: Table) -> Statement:
+    return Statement(
         insert(outbox).values({name: bindparam(name) for name in ("id", "type", "subject", "body")})
     )

@@ -29,12 +29,13 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import func
 
 from shared.envelope import CONTENT_TYPE
 from shared.metrics import Metrics
 from shared.outbox import NOTIFY_CHANNEL
+from shared.persistence.database import Database, dsn
+from shared.persistence.statements import Statement
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,7 @@ class OutboxRelay:
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
-        listen_dsn: str,
+        database: Database,
         outbox: Table,
         amqp: AbstractConnection,
         exchange: str,
@@ -54,8 +54,7 @@ class OutboxRelay:
         batch_size: int,
         poll_seconds: float,
     ) -> None:
-        self._engine = engine
-        self._listen_dsn = listen_dsn
+        self._database = database
         self._outbox = outbox
         self._amqp = amqp
         self._exchange_name = exchange
@@ -74,11 +73,16 @@ class OutboxRelay:
             .limit(bindparam("limit"))
             .with_for_update(skip_locked=True)
         )
-        self._claim = (
+        self._claim = Statement(
             update(outbox)
             .where(outbox.c.seq.in_(pending.scalar_subquery()))
             .values(published_at=func.now())
             .returning(outbox.c.seq, outbox.c.id, outbox.c.type, outbox.c.body)
+        )
+        self._backlog = Statement(
+            select(
+                func.count().label("count"), func.min(outbox.c.created_at).label("oldest")
+            ).where(outbox.c.published_at.is_(None))
         )
 
     async def run(self) -> None:
@@ -133,17 +137,19 @@ class OutboxRelay:
 
     async def _publish_batch(self) -> int:
         exchange = await self._get_exchange()
-        async with self._engine.begin() as connection:
-            claimed = (await connection.execute(self._claim, {"limit": self._batch_size})).all()
+        async with self._database.transaction() as connection:
+            claimed = await self._claim.fetch(connection, limit=self._batch_size)
             if not claimed:
                 return 0
-            rows = sorted(claimed, key=lambda row: row.seq)
+            rows = sorted(claimed, key=lambda row: row["seq"])
             # Pipelined: all messages of the batch are in flight at once, each awaiting its own
             # confirm, in outbox order.
             started = time.perf_counter()
             results = await asyncio.gather(
                 *(
-                    exchange.publish(_message(row.id, row.type, row.body), routing_key=row.type)
+                    exchange.publish(
+                        _message(row["id"], row["type"], row["body"]), routing_key=row["type"]
+                    )
                     for row in rows
                 ),
                 return_exceptions=True,
@@ -156,20 +162,15 @@ class OutboxRelay:
                     "broker; the batch stays unpublished"
                 ) from failures[0]
         for row in rows:
-            self._metrics.events_published.labels(row.type).inc()
+            self._metrics.events_published.labels(row["type"]).inc()
         return len(rows)
 
     async def _measure_backlog(self) -> None:
         """Backlog gauges: what is still unpublished after this pass, and how old the oldest is."""
-        outbox = self._outbox
-        async with self._engine.connect() as connection:
-            count, oldest = (
-                await connection.execute(
-                    select(func.count(), func.min(outbox.c.created_at)).where(
-                        outbox.c.published_at.is_(None)
-                    )
-                )
-            ).one()
+        async with self._database.connection() as connection:
+            backlog = await self._backlog.fetchrow(connection)
+        assert backlog is not None
+        count, oldest = backlog["count"], backlog["oldest"]
         self._metrics.outbox_unpublished.set(count)
         age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
         self._metrics.outbox_oldest_age.set(max(age, 0.0))
@@ -190,7 +191,8 @@ class OutboxRelay:
         failures = 0
         while True:
             try:
-                connection = await asyncpg.connect(self._listen_dsn)
+                # A connection of its own, never the pool's: LISTEN belongs to a session.
+                connection = await asyncpg.connect(dsn(self._database.url))
             except (OSError, asyncpg.PostgresError) as error:
                 delay = _backoff(failures)
                 failures += 1

@@ -20,22 +20,20 @@ from typing import Any, Protocol
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
-from sqlalchemy import Table, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Table
 from tenacity import AsyncRetrying, before_sleep_log, stop_after_delay, wait_exponential
 
 from broker.ownership import declare_for_service
 from broker.topology import TOPOLOGY, Queue
 from shared.auth import KeySet
 from shared.consumer import EventConsumer, Handler
-from shared.db import asyncpg_dsn
-from shared.envelope import CloudEvent
 from shared.housekeeping import Housekeeper
 from shared.http import Check
 from shared.metrics import Metrics
+from shared.persistence.database import Database
+from shared.persistence.unit_of_work import UnitOfWork
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
-from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +42,7 @@ RECONNECT_SECONDS = 1.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 RELAY_STOP_SECONDS = 10.0
 
-UnitOfWorkFactory = Callable[[AsyncEngine, CloudEvent | None], UnitOfWork]
+UnitOfWorkFactory = Callable[[Database], UnitOfWork]
 
 
 class Part(Protocol):
@@ -80,29 +78,21 @@ class Runtime:
             await self._started.pop().stop()
 
 
-class Database:
+class DatabasePool:
     """The service's connection pool: every role needs its database."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
     @property
     def checks(self) -> Mapping[str, Check]:
-        return {"database": self._reachable}
+        return {"database": self.database.ping}
 
     async def start(self) -> None:
         return None
 
     async def stop(self) -> None:
-        await self.engine.dispose()
-
-    async def _reachable(self) -> bool:
-        try:
-            async with self.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-        except Exception:
-            return False
-        return True
+        await self.database.close()
 
 
 class TokenKeys:
@@ -161,14 +151,14 @@ class Relay:
         self,
         *,
         name: str,
-        engine: AsyncEngine,
+        database: Database,
         broker: Broker,
         outbox: Table,
         settings: ServiceSettings,
         metrics: Metrics,
     ) -> None:
         self._name = name
-        self._engine = engine
+        self._database = database
         self._broker = broker
         self._outbox = outbox
         self._settings = settings
@@ -182,8 +172,7 @@ class Relay:
 
     async def start(self) -> None:
         self._relay = OutboxRelay(
-            engine=self._engine,
-            listen_dsn=asyncpg_dsn(self._settings.database_url),
+            database=self._database,
             outbox=self._outbox,
             amqp=self._broker.connection,
             exchange=TOPOLOGY.exchange.name,
@@ -213,7 +202,7 @@ class Consumer:
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
+        database: Database,
         broker: Broker,
         queue: Queue,
         handlers: Mapping[str, Handler[Any]],
@@ -226,7 +215,7 @@ class Consumer:
         self._consumer: EventConsumer[Any] = EventConsumer(
             queue=queue,
             handlers=handlers,
-            unit_of_work=lambda cause: unit_of_work(engine, cause),
+            unit_of_work=lambda: unit_of_work(database),
             inbox_table=inbox,
             metrics=metrics,
             prefetch=settings.consumer_prefetch,
@@ -256,14 +245,14 @@ class Housekeeping:
         self,
         *,
         name: str,
-        engine: AsyncEngine,
+        database: Database,
         outbox: Table,
         inbox: Table,
         settings: ServiceSettings,
     ) -> None:
         self._name = name
         self._housekeeper = Housekeeper(
-            engine=engine,
+            database=database,
             outbox=outbox,
             inbox=inbox,
             outbox_retention_seconds=settings.outbox_retention_seconds,

@@ -22,14 +22,11 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Table
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broker.topology import Queue
 from shared import roles, server
 from shared.auth import KeySet, TokenVerifier
 from shared.consumer import Handler
-from shared.db import create_engine, ensure_database, migrate
 from shared.http import (
     document_problems,
     install_observability_middleware,
@@ -39,12 +36,14 @@ from shared.http import (
 )
 from shared.logs import configure_logging
 from shared.metrics import Metrics
+from shared.persistence.database import Database, ensure_database, without_password
+from shared.persistence.migrations import migrate
 from shared.roles import Role
 from shared.route_limits import install_rate_limits
 from shared.runtime import (
     Broker,
     Consumer,
-    Database,
+    DatabasePool,
     Housekeeping,
     Part,
     Relay,
@@ -71,7 +70,7 @@ class ServiceSpec:
     routers: Sequence[APIRouter]
     # Parts of the service's own that its workers run beside the consumer (`all`, `worker`),
     # given the database and the process's metrics registry: measurements of its own state.
-    worker_parts: Callable[[AsyncEngine, CollectorRegistry], Sequence[Part]] = lambda *_: ()
+    worker_parts: Callable[[Database, CollectorRegistry], Sequence[Part]] = lambda *_: ()
 
 
 def parts_of(
@@ -79,12 +78,12 @@ def parts_of(
     spec: ServiceSpec,
     settings: ServiceSettings,
     *,
-    engine: AsyncEngine,
+    database: Database,
     metrics: Metrics,
     token_keys: KeySet | None,
 ) -> list[Part]:
     """What each role runs, in the order it starts (it stops in reverse)."""
-    database = Database(engine)
+    pool = DatabasePool(database)
     broker = Broker(settings.amqp_url, spec.queue)
 
     def keys() -> TokenKeys:
@@ -95,7 +94,7 @@ def parts_of(
     def relay() -> Relay:
         return Relay(
             name=spec.name,
-            engine=engine,
+            database=database,
             broker=broker,
             outbox=spec.outbox,
             settings=settings,
@@ -106,13 +105,13 @@ def parts_of(
         return [
             Housekeeping(
                 name=spec.name,
-                engine=engine,
+                database=database,
                 outbox=spec.outbox,
                 inbox=spec.inbox,
                 settings=settings,
             ),
             Consumer(
-                engine=engine,
+                database=database,
                 broker=broker,
                 queue=spec.queue,
                 handlers=spec.handlers,
@@ -121,18 +120,18 @@ def parts_of(
                 settings=settings,
                 metrics=metrics,
             ),
-            *spec.worker_parts(engine, metrics.registry),
+            *spec.worker_parts(database, metrics.registry),
         ]
 
     match role:
         case Role.ALL:
-            return [database, keys(), broker, relay(), *consumer_and_housekeeping()]
+            return [pool, keys(), broker, relay(), *consumer_and_housekeeping()]
         case Role.API:
-            return [database, keys()]
+            return [pool, keys()]
         case Role.WORKER:
-            return [database, broker, *consumer_and_housekeeping()]
+            return [pool, broker, *consumer_and_housekeeping()]
         case Role.RELAY:
-            return [database, broker, relay()]
+            return [pool, broker, relay()]
         case Role.MIGRATE:
             raise ValueError("the migrate role runs no parts: it migrates and exits")
 
@@ -177,10 +176,10 @@ def create_ops_app(spec: ServiceSpec, settings: ServiceSettings, *, role: Role) 
 def _compose(
     spec: ServiceSpec, settings: ServiceSettings, *, role: Role, token_keys: KeySet | None
 ) -> FastAPI:
-    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+    database = Database(settings.database_url, pool_size=settings.database_pool_size)
     metrics = Metrics()
     runtime = Runtime(
-        parts_of(role, spec, settings, engine=engine, metrics=metrics, token_keys=token_keys)
+        parts_of(role, spec, settings, database=database, metrics=metrics, token_keys=token_keys)
     )
 
     @contextlib.asynccontextmanager
@@ -198,7 +197,7 @@ def _compose(
         openapi_url="/openapi.json" if role.serves_api else None,
     )
     app.state.settings = settings
-    app.state.engine = engine
+    app.state.database = database
     app.state.runtime = runtime
     app.state.metrics = metrics
     install_problem_handlers(app)
@@ -214,7 +213,7 @@ async def prepare_database(package: str, database_url: str) -> None:
 
 def migrate_and_exit(package: str, database_url: str) -> int:
     """The `migrate` role: 0 once the database is at head, 1 (with the reason logged) if not."""
-    where = make_url(database_url).render_as_string(hide_password=True)
+    where = without_password(database_url)
     try:
         asyncio.run(prepare_database(package, database_url))
     except Exception:

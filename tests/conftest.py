@@ -4,69 +4,73 @@ Nothing here fakes a server: integration and end-to-end tests run against the re
 PostgreSQL, RabbitMQ and Redis (`make test` makes sure they are up). Databases, vhosts and Redis
 key prefixes carry a random suffix and are dropped afterwards, so runs never collide, not even
 concurrent ones.
+
+Each service's schema is migrated once per session, into a template database; a test's database
+is a copy of it (`tests/support/databases.py`).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import quote
 
 import pytest
 from limits.aio.storage import RedisStorage
 
-from shared.db import drop_database, ensure_database, migrate
-
-POSTGRES = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
-AMQP = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
-REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+from shared.persistence.database import Database, drop_database
+from tests.support.databases import create_templates, drop_templates, new_database
+from tests.support.redis import REDIS
+from tests.support.vhosts import VhostSupply
 
 
-def create_vhost() -> tuple[str, str]:
-    """A fresh vhost the guest user may use; returns (name, amqp url)."""
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    _rabbitmqctl("add_vhost", name)
-    _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    return name, f"{AMQP}/{quote(name, safe='')}"
-
-
-def delete_vhost(name: str) -> None:
-    _rabbitmqctl("delete_vhost", name)
+@pytest.fixture(scope="session")
+def vhosts() -> Iterator[VhostSupply]:
+    supply = VhostSupply()
+    yield supply
+    supply.close()
 
 
 @pytest.fixture
-def amqp_url() -> Iterator[str]:
-    name, url = create_vhost()
+def amqp_url(vhosts: VhostSupply) -> Iterator[str]:
+    name, url = vhosts.take()
     yield url
-    delete_vhost(name)
+    vhosts.discard(name)
 
 
-async def new_database(package: str) -> str:
-    """A new, migrated database for `package` (user_svc or order_svc)."""
-    url = f"{POSTGRES}/test_{package}_{uuid.uuid4().hex[:12]}"
-    await ensure_database(url)
-    await migrate(package, url)
-    return url
+@pytest.fixture(scope="session")
+async def migrated_templates() -> AsyncIterator[None]:
+    """Each service's schema at head, once per session, for tests' databases to copy."""
+    await create_templates()
+    yield
+    await drop_templates()
 
 
 @pytest.fixture
-async def user_db() -> AsyncIterator[str]:
+async def user_db(migrated_templates: None) -> AsyncIterator[str]:
     url = await new_database("user_svc")
     yield url
     await drop_database(url)
 
 
 @pytest.fixture
-async def order_db() -> AsyncIterator[str]:
+async def order_db(migrated_templates: None) -> AsyncIterator[str]:
     url = await new_database("order_svc")
     yield url
     await drop_database(url)
+
+
+@pytest.fixture
+async def user_database(user_db: str) -> AsyncIterator[Database]:
+    database = Database(user_db, pool_size=4)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def order_database(order_db: str) -> AsyncIterator[Database]:
+    database = Database(order_db, pool_size=4)
+    yield database
+    await database.close()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from shared.http import RATE_LIMITED, CurrentUserId, etag, expected_version
 from user_svc import handlers
 from user_svc.domain import User
 from user_svc.passwords import Passwords
+from user_svc.queries import UserQueries
 from user_svc.settings import UserSettings
 from user_svc.throttle import Throttles
 from user_svc.uow import UserUnitOfWork, unit_of_work
@@ -92,7 +93,12 @@ class Token(BaseModel):
 # Dependencies are coroutines: FastAPI runs a plain `def` dependency in a worker thread, and
 # that hop costs more than the rest of a simple request.
 async def _unit_of_work(request: Request) -> UserUnitOfWork:
-    return unit_of_work(request.app.state.engine)
+    return unit_of_work(request.app.state.database)
+
+
+async def _queries(request: Request) -> UserQueries:
+    queries: UserQueries = request.app.state.queries
+    return queries
 
 
 async def _passwords(request: Request) -> Passwords:
@@ -115,6 +121,7 @@ async def _client(request: Request) -> str:
 
 
 UnitOfWorkDep = Annotated[UserUnitOfWork, Depends(_unit_of_work)]
+QueriesDep = Annotated[UserQueries, Depends(_queries)]
 PasswordsDep = Annotated[Passwords, Depends(_passwords)]
 SettingsDep = Annotated[UserSettings, Depends(_settings)]
 ThrottlesDep = Annotated[Throttles, Depends(_throttles)]
@@ -165,7 +172,7 @@ async def register(
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     request: Request,
-    uow: UnitOfWorkDep,
+    queries: QueriesDep,
     passwords: PasswordsDep,
     settings: SettingsDep,
     throttles: ThrottlesDep,
@@ -175,7 +182,7 @@ async def login(
     await throttles.login_per_client.hit(client)
     await throttles.failed_login_per_account.check(email)
     try:
-        user = await handlers.authenticate(email, form.password, uow, passwords)
+        user = await handlers.authenticate(email, form.password, queries, passwords)
     except Unauthorized:
         await throttles.failed_login_per_account.hit(email)
         raise
@@ -193,15 +200,15 @@ async def jwks(request: Request, response: Response) -> JsonWebKeySet:
 
 
 @router.get("/users/me")
-async def read_me(caller: CurrentUserId, response: Response, uow: UnitOfWorkDep) -> UserPublic:
-    return _respond(await handlers.get_user(caller, uow), response)
+async def read_me(caller: CurrentUserId, response: Response, queries: QueriesDep) -> UserPublic:
+    return _respond(await handlers.get_user(caller, queries), response)
 
 
 @router.get("/users/{user_id}")
 async def read_user(
-    user_id: UUID, caller: CurrentUserId, response: Response, uow: UnitOfWorkDep
+    user_id: UUID, caller: CurrentUserId, response: Response, queries: QueriesDep
 ) -> UserPublic:
-    return _respond(await handlers.get_user(_own(user_id, caller), uow), response)
+    return _respond(await handlers.get_user(_own(user_id, caller), queries), response)
 
 
 @router.patch("/users/{user_id}")

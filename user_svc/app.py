@@ -11,6 +11,7 @@ from shared.auth import SigningKey, StaticKeys, load_public_keys
 from shared.roles import Role
 from user_svc import api, handlers, models
 from user_svc.passwords import Passwords
+from user_svc.queries import UserQueries
 from user_svc.settings import UserSettings
 from user_svc.throttle import Throttles
 from user_svc.uow import unit_of_work
@@ -45,6 +46,7 @@ def create_app(settings: UserSettings, role: Role = Role.ALL) -> FastAPI:
     )
     app = service.create_app(SPEC, settings, StaticKeys([key.public, *published]), role=role)
     app.state.signing_key = key
+    app.state.queries = UserQueries(app.state.database)
     app.state.passwords = Passwords()
     app.state.throttles = Throttles(settings, app.state.rate_limits)
     return app

@@ -43,11 +43,44 @@ class ReservationState(StrEnum):
 
 @dataclass(kw_only=True)
 class Reservation:
+    """An order's credit decision at this service, one per order (its key is the order)."""
+
     order_id: UUID
     user_id: UUID
     amount: int
     state: ReservationState
     reason: CreditRejectionReason | None = None
+    events: list[DomainEvent] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def reject_unknown_user(cls, *, order_id: UUID, user_id: UUID, amount: int) -> Reservation:
+        """An order for a user this service has never registered: rejected, at version 0."""
+        reason = CreditRejectionReason.UNKNOWN_USER
+        reservation = cls(
+            order_id=order_id,
+            user_id=user_id,
+            amount=amount,
+            state=ReservationState.REJECTED,
+            reason=reason,
+        )
+        reservation.events.append(
+            DomainEvent(
+                data=UserCreditRejected(
+                    user_id=user_id, order_id=order_id, amount=amount, reason=reason
+                ),
+                subject=user_id,
+                aggregate_version=0,
+                correlation_id=order_id,
+            )
+        )
+        return reservation
+
+    @classmethod
+    def tombstone(cls, *, order_id: UUID, user_id: UUID, amount: int) -> Reservation:
+        """Remember that an order was cancelled before its reservation was decided."""
+        return cls(
+            order_id=order_id, user_id=user_id, amount=amount, state=ReservationState.CANCELLED
+        )
 
 
 @dataclass(kw_only=True)
@@ -147,31 +180,3 @@ class User:
                 correlation_id=correlation_id,
             )
         )
-
-
-def reject_unknown_user(
-    *, order_id: UUID, user_id: UUID, amount: int
-) -> tuple[Reservation, DomainEvent]:
-    """An order for a user this service has never registered: rejected, version 0."""
-    reason = CreditRejectionReason.UNKNOWN_USER
-    reservation = Reservation(
-        order_id=order_id,
-        user_id=user_id,
-        amount=amount,
-        state=ReservationState.REJECTED,
-        reason=reason,
-    )
-    event = DomainEvent(
-        data=UserCreditRejected(user_id=user_id, order_id=order_id, amount=amount, reason=reason),
-        subject=user_id,
-        aggregate_version=0,
-        correlation_id=order_id,
-    )
-    return reservation, event
-
-
-def tombstone(*, order_id: UUID, user_id: UUID, amount: int) -> Reservation:
-    """Remember that an order was cancelled before its reservation was decided."""
-    return Reservation(
-        order_id=order_id, user_id=user_id, amount=amount, state=ReservationState.CANCELLED
-    )

@@ -12,7 +12,7 @@ import asyncpg
 
 from bench.amqp import publish_pipelined, quorum_queue, wait_for_depth
 from bench.messages import amqp_message, order_created_body
-from shared.db import asyncpg_dsn
+from shared.persistence.database import dsn
 
 QUEUE = "bench.consume"
 TABLE_DDL = """
@@ -27,7 +27,7 @@ INSERT = "INSERT INTO processed (event_id, event_type) VALUES ($1, $2)"
 
 async def prepare(database_url: str, amqp_url: str, *, messages: int, window: int) -> None:
     """Create the table if needed and put `messages` fresh order.created messages in the queue."""
-    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    connection = await asyncpg.connect(dsn(database_url))
     try:
         await connection.execute(TABLE_DDL)
     finally:
@@ -47,4 +47,4 @@ async def prepare(database_url: str, amqp_url: str, *, messages: int, window: in
 
 
 async def pool(database_url: str, size: int) -> asyncpg.Pool:
-    return await asyncpg.create_pool(asyncpg_dsn(database_url), min_size=size, max_size=size)
+    return await asyncpg.create_pool(dsn(database_url), min_size=size, max_size=size)

@@ -20,14 +20,14 @@ import asyncpg
 from fastapi import FastAPI, HTTPException, Request
 
 from bench.baselines.raw_http import POOL_MAX, POOL_MIN, QUERY, serve
-from shared.db import asyncpg_dsn
+from shared.persistence.database import dsn
 
 
 def create_app(database_url: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with asyncpg.create_pool(
-            asyncpg_dsn(database_url), min_size=POOL_MIN, max_size=POOL_MAX
+            dsn(database_url), min_size=POOL_MIN, max_size=POOL_MAX
         ) as pool:
             app.state.pool = pool
             yield

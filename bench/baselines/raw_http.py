@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import uvicorn
 
-from shared.db import asyncpg_dsn
+from shared.persistence.database import dsn
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -33,7 +33,7 @@ QUERY = (
     "SELECT id, user_id, status, reason, total, version, created_at, updated_at "
     "FROM orders WHERE id = $1"
 )
-# Up to as many connections as the services' engine holds (DATABASE_POOL_SIZE, 20).
+# Up to as many connections as the services' pool holds (DATABASE_POOL_SIZE, 20).
 POOL_MIN, POOL_MAX = 10, 20
 
 
@@ -45,7 +45,7 @@ def _default(value: object) -> str:
 
 class RawOrders:
     def __init__(self, database_url: str) -> None:
-        self._dsn = asyncpg_dsn(database_url)
+        self._dsn = dsn(database_url)
         self._pool: asyncpg.Pool | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

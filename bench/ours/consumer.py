@@ -21,9 +21,9 @@ from bench.amqp import publish_pipelined, wait_for_depth
 from bench.messages import ORDER_CREATED, amqp_message, order_created
 from broker.topology import TOPOLOGY, USER_SVC_QUEUE, declare
 from shared.consumer import EventConsumer
-from shared.db import asyncpg_dsn, create_engine
 from shared.envelope import encode
 from shared.metrics import Metrics
+from shared.persistence.database import Database, dsn
 from shared.settings import ServiceSettings
 from user_svc.app import SPEC
 from user_svc.models import inbox
@@ -41,7 +41,7 @@ async def add_users(database_url: str, count: int) -> list[uuid.UUID]:
         (i, f"bench-{i.hex}@example.com", "Bench User", "not-a-hash", "active", CREDIT_LIMIT, 0, 1)
         for i in ids
     ]
-    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    connection = await asyncpg.connect(dsn(database_url))
     try:
         await connection.copy_records_to_table(
             "users",
@@ -65,7 +65,7 @@ async def add_users(database_url: str, count: int) -> list[uuid.UUID]:
 
 async def fill_inbox(database_url: str, rows: int) -> None:
     """`rows` earlier events already processed by this consumer: a week of inbox history."""
-    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    connection = await asyncpg.connect(dsn(database_url))
     try:
         await connection.execute(
             "INSERT INTO inbox (consumer, event_id, event_type) "
@@ -103,12 +103,12 @@ async def publish_orders(
 
 async def consume(database_url: str, amqp_url: str, *, messages: int) -> float:
     """Run the consumer over the waiting events; seconds until `messages` were applied."""
-    engine = create_engine(database_url)
+    database = Database(database_url)
     metrics = Metrics()
     consumer = EventConsumer(
         queue=USER_SVC_QUEUE,
         handlers=SPEC.handlers,
-        unit_of_work=lambda cause: SPEC.unit_of_work(engine, cause),
+        unit_of_work=lambda: SPEC.unit_of_work(database),
         inbox_table=inbox,
         metrics=metrics,
         prefetch=PREFETCH,
@@ -130,7 +130,7 @@ async def consume(database_url: str, amqp_url: str, *, messages: int) -> float:
         await consumer.stop()
     finally:
         await amqp.close()
-        await engine.dispose()
+        await database.close()
     if _applied(metrics) != messages:
         raise RuntimeError(f"applied {_applied(metrics)} of {messages} events")
     return elapsed

@@ -1,7 +1,7 @@
 """`relay_eps` and the outbox-drain growth figure: `shared.relay.OutboxRelay` draining a pre-filled
 outbox of a real, migrated order_svc database into the real topology (quorum queues).
 
-The relay is wired exactly as `shared.runtime.Relay` wires it (same engine factory, batch size
+The relay is wired exactly as `shared.runtime.Relay` wires it (same database pool, batch size
 and exchange) and driven through `publish_pending`, its claim, publish, confirm and mark loop.
 The LISTEN/NOTIFY wake-up and poll timer are left out: with a backlog waiting they add nothing.
 """
@@ -17,8 +17,8 @@ import asyncpg
 from bench.messages import ORDER_CREATED, order_created_body
 from broker.topology import TOPOLOGY, USER_SVC_QUEUE, declare
 from order_svc.models import outbox
-from shared.db import asyncpg_dsn, create_engine
 from shared.metrics import Metrics
+from shared.persistence.database import Database, dsn
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
 
@@ -32,7 +32,7 @@ async def fill_outbox(database_url: str, rows: int) -> None:
     for _ in range(rows):
         event_id, body = order_created_body()
         records.append((event_id, ORDER_CREATED, str(uuid.uuid4()), body))
-    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    connection = await asyncpg.connect(dsn(database_url))
     try:
         await connection.copy_records_to_table(
             "outbox", records=records, columns=["id", "type", "subject", "body"]
@@ -46,14 +46,13 @@ async def fill_outbox(database_url: str, rows: int) -> None:
 async def drain(database_url: str, amqp_url: str, *, rows: int) -> float:
     """Fill the outbox with `rows` events and return the seconds the relay takes to publish all."""
     await fill_outbox(database_url, rows)
-    engine = create_engine(database_url)
+    database = Database(database_url)
     amqp = await aio_pika.connect_robust(amqp_url)
     try:
         channel = await amqp.channel()
         await declare(channel)
         relay = OutboxRelay(
-            engine=engine,
-            listen_dsn=asyncpg_dsn(database_url),
+            database=database,
             outbox=outbox,
             amqp=amqp,
             exchange=TOPOLOGY.exchange.name,
@@ -70,7 +69,7 @@ async def drain(database_url: str, amqp_url: str, *, rows: int) -> float:
         await queue.purge()
     finally:
         await amqp.close()
-        await engine.dispose()
+        await database.close()
     return elapsed
 
 

@@ -32,7 +32,7 @@ from tests.chaos.load import LoadResult
 from tests.chaos.outside_events import OutsidePublisher
 from tests.chaos.snapshot import Snapshot
 from tests.chaos.stack import ChaosStack
-from tests.e2e.harness import eventually
+from tests.support.waiting import eventually
 
 TERMINAL = {"confirmed", "rejected", "cancelled"}
 ORDER_STEPS = ("order.confirmed", "order.rejected", "order.cancelled")

@@ -19,8 +19,8 @@ from enum import StrEnum
 
 from tests.chaos import servers
 from tests.chaos.outside_events import OutsidePublisher
-from tests.chaos.proxy import TcpProxy
 from tests.chaos.stack import ChaosStack, Replica
+from tests.support.proxy import TcpProxy
 
 log = logging.getLogger(__name__)
 

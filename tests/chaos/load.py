@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.harness import SIGNING_KEY
+from tests.support.settings import SIGNING_KEY
 
 log = logging.getLogger(__name__)
 

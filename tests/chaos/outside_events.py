@@ -25,9 +25,10 @@ import aio_pika
 import asyncpg
 
 from broker.topology import ORDER_SVC_QUEUE, USER_SVC_QUEUE
-from shared.db import asyncpg_dsn
+from shared.persistence.database import dsn
 from tests.chaos.transient import through_outages
-from tests.e2e.harness import cloud_event, eventually
+from tests.support.events import cloud_event
+from tests.support.waiting import eventually
 
 EVENTS_COPIED_PER_DATABASE = 4
 """Each copied twice per fault: once with its own id, once with a new one."""
@@ -220,7 +221,7 @@ def _malformed_messages() -> list[Outgoing]:
 
 
 async def _has_reservation(user_db: str, order_id: uuid.UUID) -> bool:
-    connection = await asyncpg.connect(asyncpg_dsn(user_db))
+    connection = await asyncpg.connect(dsn(user_db))
     try:
         found = await connection.fetchval(
             "SELECT 1 FROM credit_reservations WHERE order_id = $1", order_id
@@ -239,7 +240,7 @@ async def _published_events(
 async def _fetch_published(
     database: str, types: Sequence[str], limit: int
 ) -> list[tuple[uuid.UUID, str, bytes]]:
-    connection = await asyncpg.connect(asyncpg_dsn(database))
+    connection = await asyncpg.connect(dsn(database))
     try:
         rows = await connection.fetch(
             "SELECT id, type, body FROM outbox"

@@ -13,7 +13,7 @@ import shutil
 
 from sqlalchemy.engine import make_url
 
-from tests.conftest import POSTGRES
+from tests.support.databases import POSTGRES
 
 COMMAND_TIMEOUT_SECONDS = 60
 # pg_ctlcluster, pg_lsclusters and rabbitmqctl live in sbin, often not on a user's PATH.

@@ -14,9 +14,9 @@ import aio_pika
 import asyncpg
 
 from broker.topology import TOPOLOGY
-from shared.db import asyncpg_dsn
+from shared.persistence.database import dsn
 from tests.chaos.transient import through_outages
-from tests.e2e.harness import dead_letters
+from tests.support.events import dead_letters
 
 # Which events each service consumes: these must all be in the consumer's inbox.
 CONSUMED_BY_USER_SVC = ("order.created", "order.cancelled")
@@ -89,8 +89,8 @@ async def take(*, user_db: str, order_db: str) -> Snapshot:
 
 
 async def _take(*, user_db: str, order_db: str) -> Snapshot:
-    users_side = await asyncpg.connect(asyncpg_dsn(user_db))
-    orders_side = await asyncpg.connect(asyncpg_dsn(order_db))
+    users_side = await asyncpg.connect(dsn(user_db))
+    orders_side = await asyncpg.connect(dsn(order_db))
     try:
         order_events = _events(await orders_side.fetch(EVENTS))
         user_events = _events(await users_side.fetch(EVENTS))

@@ -17,10 +17,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.engine import make_url
 
-from shared.db import drop_database
-from tests.chaos.proxy import TcpProxy
-from tests.conftest import AMQP, POSTGRES, create_vhost, delete_vhost
-from tests.e2e.harness import JWT_SECRET, NO_RATE_LIMITS, SIGNING_KEY, ServiceProcess, free_port
+from shared.persistence.database import drop_database
+from tests.support.databases import POSTGRES
+from tests.support.processes import ServiceProcess, free_port
+from tests.support.proxy import TcpProxy
+from tests.support.settings import JWT_SECRET, NO_RATE_LIMITS, SIGNING_KEY
+from tests.support.vhosts import AMQP, create_vhost, delete_vhost
 
 SERVICES = ("user_svc", "order_svc")
 REPLICAS_PER_SERVICE = 2

@@ -6,16 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from shared.db import drop_database
-from tests.conftest import POSTGRES, create_vhost, delete_vhost
+from shared.persistence.database import drop_database
 from tests.e2e.harness import Customer, Stack, register
+from tests.support.databases import POSTGRES
+from tests.support.vhosts import VhostSupply
 
 pytestmark = pytest.mark.e2e
 
 
-def started_stack(tmp_path: Path) -> Stack:
+def started_stack(tmp_path: Path, vhosts: VhostSupply) -> Stack:
     """Both services on brand-new (not even created) databases and a new vhost."""
-    _, amqp_url = create_vhost()
+    _, amqp_url = vhosts.take()
     suffix = uuid.uuid4().hex[:12]
     return Stack(
         amqp_url=amqp_url,
@@ -25,34 +26,36 @@ def started_stack(tmp_path: Path) -> Stack:
     )
 
 
-async def teardown(stack: Stack) -> None:
+async def teardown(stack: Stack, vhosts: VhostSupply) -> None:
     stack.user_svc.kill()
     stack.order_svc.kill()
     await drop_database(stack.user_db)
     await drop_database(stack.order_db)
-    delete_vhost(stack.amqp_url.rsplit("/", 1)[1])
+    vhosts.discard(stack.amqp_url.rsplit("/", 1)[1])
 
 
 @pytest.fixture(scope="module")
-async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+async def stack(
+    tmp_path_factory: pytest.TempPathFactory, vhosts: VhostSupply
+) -> AsyncIterator[Stack]:
     """One running stack shared by a module's tests; each test uses its own users."""
-    stack = started_stack(tmp_path_factory.mktemp("stack"))
+    stack = started_stack(tmp_path_factory.mktemp("stack"), vhosts)
     try:
         await stack.start()
         yield stack
         stack.stop()
     finally:
-        await teardown(stack)
+        await teardown(stack, vhosts)
 
 
 @pytest.fixture
-async def own_stack(tmp_path: Path) -> AsyncIterator[Stack]:
+async def own_stack(tmp_path: Path, vhosts: VhostSupply) -> AsyncIterator[Stack]:
     """A stack for a test that stops, kills or restarts services; the test starts it."""
-    stack = started_stack(tmp_path)
+    stack = started_stack(tmp_path, vhosts)
     try:
         yield stack
     finally:
-        await teardown(stack)
+        await teardown(stack, vhosts)
 
 
 @pytest.fixture

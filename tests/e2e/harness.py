@@ -1,106 +1,27 @@
-"""Runs user_svc and order_svc as real processes against fresh databases and a fresh vhost.
+"""The end-to-end stack: user_svc and order_svc as real processes on fresh databases and a
+fresh vhost, and the customers who use it over HTTP.
 
-The services are started exactly as in production (`python -m user_svc [role]`), so these
-tests cover database creation, migrations, topology declaration, relay and consumers, over real
-HTTP and real AMQP. Helpers here poll conditions with deadlines; no test sleeps blindly.
+The services are started exactly as in production (`tests/support/processes.py`), so these tests
+cover database creation, migrations, topology declaration, relay and consumers, over real HTTP
+and real AMQP. Helpers here poll conditions with deadlines; no test sleeps blindly.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import aio_pika
 import httpx
 
-from shared.auth import SigningKey
+from tests.support.processes import ServiceProcess, free_port
+from tests.support.settings import JWT_SECRET, NO_RATE_LIMITS, SIGNING_KEY
+from tests.support.waiting import eventually
 
-JWT_SECRET = "end-to-end-test-secret-0123456789abcdef"
-# The key user_svc derives from JWT_SECRET: tests mint tokens for users only order_svc knows.
-SIGNING_KEY = SigningKey.from_secret(JWT_SECRET)
-# Test stacks register and log in many users, and place and poll many orders, from one address.
-NO_RATE_LIMITS = dict.fromkeys(
-    (
-        "LOGIN_RATE_LIMIT",
-        "LOGIN_ACCOUNT_RATE_LIMIT",
-        "REGISTRATION_RATE_LIMIT",
-        "REGISTRATION_ACCOUNT_RATE_LIMIT",
-        "RATE_LIMIT_READS",
-        "RATE_LIMIT_WRITES",
-    ),
-    "1000000/minute",
-)
 CREDIT_LIMIT = 100_000
-ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class ServiceProcess:
-    """One process of a service in one role; `port` is where it serves HTTP (the API port for
-    `all` and `api`, `OPS_PORT` for `worker` and `relay`)."""
-
-    module: str
-    env: dict[str, str]
-    port: int
-    log_path: Path
-    role: str = "all"
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, role: str | None = None, **overrides: str) -> None:
-        """Start it in its role, or in `role` this time."""
-        env = {**os.environ, **self.env, **overrides}
-        command = [sys.executable, "-m", self.module, role or self.role]
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log)
-        log.close()
-
-    async def wait_ready(self, timeout: float = 60) -> None:
-        async def ready() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.module} exited: see {self.log_path}")
-            try:
-                async with httpx.AsyncClient() as client:
-                    return (await client.get(f"{self.url}/readyz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await eventually(ready, timeout=timeout, what=f"{self.module} ready")
-
-    def stop(self) -> None:
-        """Graceful stop (SIGTERM), as an orchestrator would do it."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=30)
-
-    def kill(self) -> None:
-        """Sudden death (SIGKILL): no shutdown code runs."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
 
 
 @dataclass
@@ -113,12 +34,13 @@ class Stack:
     order_svc: ServiceProcess = field(init=False)
 
     def __post_init__(self) -> None:
-        common = {"AMQP_URL": self.amqp_url, "RELAY_POLL_SECONDS": "0.5", **NO_RATE_LIMITS}
+        common = {"AMQP_URL": self.amqp_url, "RELAY_POLL_SECONDS": "0.5"}
         user_port, order_port = free_port(), free_port()
         self.user_svc = ServiceProcess(
             "user_svc",
             {
                 **common,
+                **NO_RATE_LIMITS,
                 "JWT_SECRET": JWT_SECRET,
                 "USER_SVC_PORT": str(user_port),
                 "USER_SVC_DATABASE_URL": self.user_db,
@@ -223,72 +145,3 @@ def authorized(base_url: str, token: str) -> httpx.AsyncClient:
 def token_for(user_id: uuid.UUID) -> str:
     """A valid token for any user id (the tests know the signing secret)."""
     return SIGNING_KEY.issue(user_id, ttl_seconds=600)
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], *, timeout: float = 30, what: str = "condition"
-) -> T:
-    """Poll `probe` until it returns something truthy, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
-def cloud_event(
-    event_type: str,
-    data: Mapping[str, Any],
-    *,
-    subject: uuid.UUID,
-    version: int,
-    event_id: uuid.UUID | None = None,
-) -> bytes:
-    return json.dumps(
-        {
-            "specversion": "1.0",
-            "id": str(event_id or uuid.uuid4()),
-            "source": "/tests",
-            "type": event_type,
-            "subject": str(subject),
-            "time": datetime.now(UTC).isoformat(),
-            "datacontenttype": "application/json",
-            "aggregateversion": version,
-            "data": dict(data),
-        }
-    ).encode()
-
-
-async def publish(amqp_url: str, routing_key: str, body: bytes, message_id: str = "") -> None:
-    """Publish onto `events` like any outside program would: a plain AMQP client."""
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange("events")
-        await exchange.publish(
-            aio_pika.Message(
-                body,
-                message_id=message_id or None,
-                type=routing_key,
-                content_type="application/cloudevents+json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=routing_key,
-        )
-
-
-async def dead_letters(amqp_url: str, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
-    """Everything in `queue` right now (messages are requeued, not consumed)."""
-    connection = await aio_pika.connect(amqp_url)
-    messages = []
-    async with connection:
-        channel = await connection.channel()
-        declared = await channel.get_queue(queue)
-        while (message := await declared.get(fail=False)) is not None:
-            messages.append(message)
-        for message in messages:
-            await message.nack(requeue=True)
-    return messages

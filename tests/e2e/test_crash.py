@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from tests.e2e.harness import Stack, eventually, register
+from tests.e2e.harness import Stack, register
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -7,16 +7,9 @@ import uuid
 import httpx
 import pytest
 
-from tests.e2e.harness import (
-    Customer,
-    Stack,
-    authorized,
-    cloud_event,
-    dead_letters,
-    eventually,
-    publish,
-    token_for,
-)
+from tests.e2e.harness import Customer, Stack, authorized, token_for
+from tests.support.events import cloud_event, dead_letters, publish
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

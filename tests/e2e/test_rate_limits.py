@@ -13,8 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REDIS
-from tests.e2e.harness import JWT_SECRET, ROOT, ServiceProcess, free_port, token_for
+from tests.e2e.harness import token_for
+from tests.support.processes import ROOT, ServiceProcess, free_port
+from tests.support.redis import REDIS
+from tests.support.settings import JWT_SECRET
 
 pytestmark = pytest.mark.e2e
 

@@ -13,15 +13,11 @@ import aio_pika
 import httpx
 import pytest
 
-from tests.chaos.proxy import TcpProxy
-from tests.e2e.harness import (
-    ServiceProcess,
-    Stack,
-    cloud_event,
-    eventually,
-    publish,
-    register,
-)
+from tests.e2e.harness import Stack, register
+from tests.support.events import cloud_event, publish
+from tests.support.processes import ServiceProcess
+from tests.support.proxy import TcpProxy
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.harness import CREDIT_LIMIT, Customer, Stack, eventually, register
+from tests.e2e.harness import CREDIT_LIMIT, Customer, Stack, register
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,8 @@ import httpx
 import pytest
 
 from shared.auth import SigningKey
-from tests.e2e.harness import SIGNING_KEY, Customer, Stack, authorized, register
+from tests.e2e.harness import Customer, Stack, authorized, register
+from tests.support.settings import SIGNING_KEY
 
 pytestmark = pytest.mark.e2e
 

@@ -36,7 +36,6 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from hypothesis import HealthCheck, Phase, event, given, seed, settings
 from hypothesis import strategies as st
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broker.topology import ORDER_SVC_QUEUE, TOPOLOGY, declare
 from order_svc.app import SPEC
@@ -44,12 +43,12 @@ from order_svc.domain import Customer
 from order_svc.models import inbox
 from order_svc.uow import OrderUnitOfWork, unit_of_work
 from shared.consumer import EventConsumer
-from shared.db import create_engine
 from shared.envelope import CONTENT_TYPE, TRACEPARENT_PATTERN
 from shared.events import EVENT_TYPES
 from shared.metrics import Metrics
+from shared.persistence.database import Database
 from shared.settings import ServiceSettings
-from tests.e2e.harness import eventually
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.fuzz
 
@@ -320,7 +319,7 @@ def malformed(draw: st.DrawFn) -> Message:
 
 @dataclass
 class Stack:
-    engine: AsyncEngine
+    database: Database
     channel: AbstractChannel
     exchange: AbstractExchange
     metrics: Metrics
@@ -350,7 +349,7 @@ class Stack:
         return int(count or 0)
 
     async def customer(self, user_id: uuid.UUID) -> Customer | None:
-        async with unit_of_work(self.engine) as uow:
+        async with unit_of_work(self.database) as uow:
             return await uow.customers.get(user_id)
 
     def consumed(self, outcome: str) -> float:
@@ -363,16 +362,9 @@ class Stack:
         return total
 
 
-@pytest.fixture
-async def engine(order_db: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(order_db, pool_size=4)
-    yield engine
-    await engine.dispose()
-
-
 @contextlib.asynccontextmanager
 async def consumer_stack(
-    engine: AsyncEngine, amqp_url: str, *, max_message_bytes: int
+    database: Database, amqp_url: str, *, max_message_bytes: int
 ) -> AsyncIterator[Stack]:
     """order_svc's consumer on a fresh vhost, and a plain client publishing as an outsider."""
     consumer_connection: AbstractRobustConnection = await aio_pika.connect_robust(amqp_url)
@@ -383,7 +375,7 @@ async def consumer_stack(
         consumer: EventConsumer[OrderUnitOfWork] = EventConsumer(
             queue=ORDER_SVC_QUEUE,
             handlers=SPEC.handlers,
-            unit_of_work=lambda cause: unit_of_work(engine, cause),
+            unit_of_work=lambda: unit_of_work(database),
             inbox_table=inbox,
             metrics=metrics,
             prefetch=10,
@@ -394,20 +386,22 @@ async def consumer_stack(
         channel = await publisher.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(TOPOLOGY.exchange.name)
         try:
-            yield Stack(engine=engine, channel=channel, exchange=exchange, metrics=metrics)
+            yield Stack(database=database, channel=channel, exchange=exchange, metrics=metrics)
         finally:
             await consumer.stop()
 
 
 @pytest.fixture
-async def stack(engine: AsyncEngine, amqp_url: str) -> AsyncIterator[Stack]:
-    async with consumer_stack(engine, amqp_url, max_message_bytes=MAX_MESSAGE_BYTES) as stack:
+async def stack(order_database: Database, amqp_url: str) -> AsyncIterator[Stack]:
+    async with consumer_stack(
+        order_database, amqp_url, max_message_bytes=MAX_MESSAGE_BYTES
+    ) as stack:
         yield stack
 
 
 @pytest.fixture
-async def stack_at_the_default_cap(engine: AsyncEngine, amqp_url: str) -> AsyncIterator[Stack]:
-    async with consumer_stack(engine, amqp_url, max_message_bytes=DEFAULT_CAP) as stack:
+async def stack_at_the_default_cap(order_database: Database, amqp_url: str) -> AsyncIterator[Stack]:
+    async with consumer_stack(order_database, amqp_url, max_message_bytes=DEFAULT_CAP) as stack:
         yield stack
 
 

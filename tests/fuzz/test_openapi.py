@@ -50,10 +50,10 @@ from starlette.types import Receive, Scope, Send
 from order_svc.app import create_app as create_order_app
 from order_svc.settings import OrderSettings
 from shared.auth import SigningKey
-from shared.db import drop_database
+from shared.persistence.database import drop_database
 from shared.roles import Role
-from tests.conftest import new_database
-from tests.e2e.harness import NO_RATE_LIMITS
+from tests.support.databases import new_database
+from tests.support.settings import NO_RATE_LIMITS
 from user_svc.app import create_app as create_user_app
 from user_svc.settings import UserSettings
 
@@ -81,7 +81,7 @@ FUZZ = settings(
 class WithoutServiceLifespan:
     """The app behind a lifespan of its own instead of the service's.
 
-    Startup does nothing (the keys are static), and shutdown only closes the engine's
+    Startup does nothing (the keys are static), and shutdown only closes the database's
     connections, in the event loop that opened them: schemathesis serves every request from one
     loop, in a thread of its own.
     """
@@ -98,7 +98,7 @@ class WithoutServiceLifespan:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.app.state.engine.dispose()
+                await self.app.state.database.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -154,7 +154,7 @@ def reach_past_the_guards(schema: schemathesis.BaseSchema, owned: dict[str, str]
 
 
 @pytest.fixture(scope="module")
-async def user_api() -> AsyncIterator[Api]:
+async def user_api(migrated_templates: None) -> AsyncIterator[Api]:
     url = await new_database("user_svc")
     app = create_user_app(
         UserSettings(USER_SVC_DATABASE_URL=url, JWT_SECRET=JWT_SECRET, **NO_RATE_LIMITS),
@@ -178,7 +178,9 @@ async def user_api() -> AsyncIterator[Api]:
 
 
 @pytest.fixture(scope="module")
-async def order_api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
+async def order_api(
+    migrated_templates: None, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Api]:
     url = await new_database("order_svc")
     keys = tmp_path_factory.mktemp("keys") / "token-keys.pem"
     keys.write_bytes(SIGNING_KEY.public_pem)

@@ -27,8 +27,8 @@ from aio_pika.abc import AbstractConnection, AbstractQueue
 from broker.accounts import SERVICE_ACCOUNTS, ServiceAccount
 from broker.ownership import DeclaredScope, TopologyMissing, declare_for_service, declare_owned
 from broker.topology import ORDER_SVC_QUEUE, TOPOLOGY, USER_SVC_QUEUE
-from tests.conftest import AMQP
-from tests.e2e.harness import eventually
+from tests.support.vhosts import AMQP
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

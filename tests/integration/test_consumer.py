@@ -8,82 +8,38 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import aio_pika
 import pytest
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broker.topology import ORDER_SVC_QUEUE, TOPOLOGY, Queue, declare
 from order_svc import handlers as order_handlers
 from order_svc.app import SPEC
-from order_svc.domain import Customer
-from order_svc.models import inbox
+from order_svc.domain import Customer, Item
+from order_svc.models import inbox, outbox
 from order_svc.uow import OrderUnitOfWork, unit_of_work
 from shared.consumer import EventConsumer, Handler, Outcome
-from shared.db import create_engine
 from shared.envelope import CloudEvent
 from shared.events import UserRegistered
-from shared.metrics import Metrics
-from tests.e2e.harness import cloud_event, dead_letters, eventually, publish
+from shared.persistence.database import Database
+from tests.integration.consumers import consumer_of, customer, registered
+from tests.integration.rows import count_rows, outbox_events
+from tests.support.events import cloud_event, dead_letters, publish
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
-MAX_ATTEMPTS = 5
 USER_ID = uuid.uuid4()
 
 
 @pytest.fixture
-async def engine(order_db: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(order_db, pool_size=4)
-    yield engine
-    await engine.dispose()
-
-
-def consumer_of(
-    engine: AsyncEngine,
-    *,
-    queue: Queue = ORDER_SVC_QUEUE,
-    handlers: Mapping[str, Handler[OrderUnitOfWork]] = SPEC.handlers,
-    max_attempts: int = MAX_ATTEMPTS,
-    prefetch: int = 10,
-    batch_size: int = 1,
-) -> EventConsumer[OrderUnitOfWork]:
-    return EventConsumer(
-        queue=queue,
-        handlers=handlers,
-        unit_of_work=lambda cause: unit_of_work(engine, cause),
-        inbox_table=inbox,
-        metrics=Metrics(),
-        prefetch=prefetch,
-        max_attempts=max_attempts,
-        batch_size=batch_size,
-    )
-
-
-@pytest.fixture
-def consumer(engine: AsyncEngine) -> EventConsumer[OrderUnitOfWork]:
-    return consumer_of(engine)
-
-
-def registered(user_id: uuid.UUID, name: str = "Ada") -> bytes:
-    data = {"user_id": str(user_id), "email": "ada@example.com", "name": name, "credit_limit": 100}
-    return cloud_event("user.registered", data, subject=user_id, version=1)
-
-
-async def customer(engine: AsyncEngine, user_id: uuid.UUID) -> Customer | None:
-    async with unit_of_work(engine) as uow:
-        return await uow.customers.get(user_id)
-
-
-async def inbox_rows(engine: AsyncEngine) -> int:
-    async with engine.connect() as connection:
-        return int(await connection.scalar(select(func.count()).select_from(inbox)) or 0)
+def consumer(order_database: Database) -> EventConsumer[OrderUnitOfWork]:
+    return consumer_of(order_database)
 
 
 async def test_the_same_event_delivered_twice_has_its_effect_once(
-    engine: AsyncEngine, consumer: EventConsumer[OrderUnitOfWork]
+    order_database: Database, consumer: EventConsumer[OrderUnitOfWork]
 ) -> None:
     user_id = uuid.uuid4()
     renamed = cloud_event(
@@ -94,10 +50,10 @@ async def test_the_same_event_delivered_twice_has_its_effect_once(
     second = await consumer.handle(renamed)
 
     assert (first.outcome, second.outcome) == (Outcome.APPLIED, Outcome.DUPLICATE)
-    assert await customer(engine, user_id) == Customer(
+    assert await customer(order_database, user_id) == Customer(
         id=user_id, name="Grace", status=None, version=2
     )
-    assert await inbox_rows(engine) == 1
+    assert await count_rows(order_database, inbox) == 1
 
 
 @pytest.mark.parametrize(
@@ -127,7 +83,7 @@ async def test_the_same_event_delivered_twice_has_its_effect_once(
     ],
 )
 async def test_a_message_that_can_never_be_processed_is_dead_lettered_untouched(
-    engine: AsyncEngine, consumer: EventConsumer[OrderUnitOfWork], body: bytes, reason: str
+    order_database: Database, consumer: EventConsumer[OrderUnitOfWork], body: bytes, reason: str
 ) -> None:
     result = await consumer.handle(body)
 
@@ -135,18 +91,18 @@ async def test_a_message_that_can_never_be_processed_is_dead_lettered_untouched(
     assert result.reason is not None
     assert reason in result.reason
     assert result.exception_type == "InvalidEvent"
-    assert await inbox_rows(engine) == 0
+    assert await count_rows(order_database, inbox) == 0
 
 
 async def test_a_failing_handler_is_reported_failed_and_leaves_no_trace(
-    engine: AsyncEngine,
+    order_database: Database,
 ) -> None:
     async def broken(event: UserRegistered, envelope: CloudEvent, uow: OrderUnitOfWork) -> None:
         await order_handlers.on_user_registered(event, envelope, uow)
         raise LookupError("the handler is broken")
 
     queue = Queue(f"test.{uuid.uuid4().hex[:8]}", bindings=("user.registered",))
-    consumer = consumer_of(engine, queue=queue, handlers={"user.registered": broken})
+    consumer = consumer_of(order_database, queue=queue, handlers={"user.registered": broken})
     user_id = uuid.uuid4()
 
     result = await consumer.handle(registered(user_id))
@@ -154,12 +110,12 @@ async def test_a_failing_handler_is_reported_failed_and_leaves_no_trace(
     assert result.outcome is Outcome.FAILED
     assert result.exception_type == "LookupError"
     assert result.reason == "LookupError: the handler is broken"
-    assert await customer(engine, user_id) is None
-    assert await inbox_rows(engine) == 0
+    assert await customer(order_database, user_id) is None
+    assert await count_rows(order_database, inbox) == 0
 
 
 async def test_on_the_broker_a_malformed_message_goes_to_the_dlq_and_the_next_one_is_applied(
-    engine: AsyncEngine, consumer: EventConsumer[OrderUnitOfWork], amqp_url: str
+    order_database: Database, consumer: EventConsumer[OrderUnitOfWork], amqp_url: str
 ) -> None:
     connection = await aio_pika.connect_robust(amqp_url)
     async with connection:
@@ -171,7 +127,7 @@ async def test_on_the_broker_a_malformed_message_goes_to_the_dlq_and_the_next_on
             await publish(amqp_url, "user.registered", registered(user_id))
 
             async def applied() -> Customer | None:
-                return await customer(engine, user_id)
+                return await customer(order_database, user_id)
 
             async def dead_lettered() -> list[aio_pika.abc.AbstractIncomingMessage]:
                 return await dead_letters(amqp_url, ORDER_SVC_QUEUE.dead_letter_queue)
@@ -198,18 +154,23 @@ class GatedBatches:
     others are delivered and buffered: what follows it is then one batch, deterministically."""
 
     def __init__(
-        self, engine: AsyncEngine, amqp_url: str, handler: Handler[OrderUnitOfWork]
+        self,
+        database: Database,
+        amqp_url: str,
+        handler: Handler[OrderUnitOfWork],
+        event_type: str = "user.registered",
     ) -> None:
         self.gate = asyncio.Event()
 
-        async def gated(event: UserRegistered, envelope: CloudEvent, uow: OrderUnitOfWork) -> None:
+        async def gated(event: Any, envelope: CloudEvent, uow: OrderUnitOfWork) -> None:
             await self.gate.wait()
             await handler(event, envelope, uow)
 
         self.amqp_url = amqp_url
+        self.event_type = event_type
         self.consumer = consumer_of(
-            engine,
-            handlers={**SPEC.handlers, "user.registered": gated},
+            database,
+            handlers={**SPEC.handlers, event_type: gated},
             max_attempts=1,
             prefetch=8,
             batch_size=8,
@@ -222,7 +183,7 @@ class GatedBatches:
             await self.consumer.start(connection)
             try:
                 for body in bodies:
-                    await publish(self.amqp_url, "user.registered", body)
+                    await publish(self.amqp_url, self.event_type, body)
                 channel = await connection.channel()
 
                 async def all_delivered() -> bool:
@@ -237,28 +198,29 @@ class GatedBatches:
                 await asyncio.wait_for(self.consumer.stop(), timeout=10)
 
 
-async def transactions_in_inbox(engine: AsyncEngine) -> int:
+async def transactions_in_inbox(database: Database) -> int:
     """How many transactions wrote the inbox rows (PostgreSQL stamps each row's `xmin`)."""
-    async with engine.connect() as connection:
-        return int(
-            await connection.scalar(text("SELECT count(DISTINCT xmin::text) FROM inbox")) or 0
-        )
+    async with database.connection() as connection:
+        count: int = await connection.fetchval("SELECT count(DISTINCT xmin::text) FROM inbox")
+    return count
 
 
 async def test_messages_waiting_together_are_applied_in_one_transaction(
-    engine: AsyncEngine, amqp_url: str
+    order_database: Database, amqp_url: str
 ) -> None:
     users = [uuid.uuid4() for _ in range(5)]
-    batches = GatedBatches(engine, amqp_url, order_handlers.on_user_registered)
+    batches = GatedBatches(order_database, amqp_url, order_handlers.on_user_registered)
 
     await batches.run([registered(u) for u in users])
 
-    assert [await customer(engine, u) is not None for u in users] == [True] * 5
+    assert [await customer(order_database, u) is not None for u in users] == [True] * 5
     # The first message alone (it held the gate), then the four waiting behind it together.
-    assert await transactions_in_inbox(engine) == 2
+    assert await transactions_in_inbox(order_database) == 2
 
 
-async def test_a_failing_message_in_a_batch_fails_alone(engine: AsyncEngine, amqp_url: str) -> None:
+async def test_a_failing_message_in_a_batch_fails_alone(
+    order_database: Database, amqp_url: str
+) -> None:
     users = [uuid.uuid4() for _ in range(5)]
     poisoned = users[3]
 
@@ -269,22 +231,62 @@ async def test_a_failing_message_in_a_batch_fails_alone(engine: AsyncEngine, amq
             raise LookupError("this one is broken")
         await order_handlers.on_user_registered(event, envelope, uow)
 
-    await GatedBatches(engine, amqp_url, fails_for_one).run([registered(u) for u in users])
+    await GatedBatches(order_database, amqp_url, fails_for_one).run([registered(u) for u in users])
 
-    applied = [u for u in users if await customer(engine, u) is not None]
+    applied = [u for u in users if await customer(order_database, u) is not None]
     assert applied == [u for u in users if u != poisoned]
     [dead] = await dead_letters(amqp_url, ORDER_SVC_QUEUE.dead_letter_queue)
     assert dead.headers["x-exception-type"] == "LookupError"
 
 
 async def test_an_event_delivered_twice_in_one_batch_has_its_effect_once(
-    engine: AsyncEngine, amqp_url: str
+    order_database: Database, amqp_url: str
 ) -> None:
     first, twice = uuid.uuid4(), uuid.uuid4()
     duplicate = registered(twice)
-    batches = GatedBatches(engine, amqp_url, order_handlers.on_user_registered)
+    batches = GatedBatches(order_database, amqp_url, order_handlers.on_user_registered)
 
     await batches.run([registered(first), duplicate, duplicate])
 
-    assert await customer(engine, twice) is not None
-    assert await inbox_rows(engine) == 2
+    assert await customer(order_database, twice) is not None
+    assert await count_rows(order_database, inbox) == 2
+
+
+async def test_each_message_of_a_batch_causes_the_events_its_handler_raised(
+    order_database: Database, amqp_url: str
+) -> None:
+    user_id = uuid.uuid4()
+    placed = [
+        await order_handlers.place_order(
+            order_handlers.PlaceOrder(
+                user_id=user_id, items=(Item(sku="SKU-1", quantity=1, unit_price=100),)
+            ),
+            unit_of_work(order_database),
+        )
+        for _ in range(4)
+    ]
+    cause_of = {view.order.id: uuid.uuid4() for view in placed}
+    batches = GatedBatches(
+        order_database, amqp_url, order_handlers.on_credit_reserved, "user.credit_reserved"
+    )
+
+    await batches.run(
+        [
+            cloud_event(
+                "user.credit_reserved",
+                {"user_id": str(user_id), "order_id": str(order_id), "amount": 100},
+                subject=user_id,
+                version=2,
+                event_id=event_id,
+            )
+            for order_id, event_id in cause_of.items()
+        ]
+    )
+
+    assert await transactions_in_inbox(order_database) == 2, "the last three were one batch"
+    confirmed = [
+        e for e in await outbox_events(order_database, outbox) if e.type != "order.created"
+    ]
+    assert {(e.type, e.subject, e.causationid) for e in confirmed} == {
+        ("order.confirmed", str(order_id), str(event_id)) for order_id, event_id in cause_of.items()
+    }

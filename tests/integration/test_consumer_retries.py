@@ -13,19 +13,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broker import dlq
 from broker.topology import EVENTS, Queue, Topology, declare
 from order_svc import handlers as order_handlers
 from order_svc.domain import Customer
+from order_svc.models import inbox
 from order_svc.uow import OrderUnitOfWork
 from shared.consumer import EventConsumer
-from shared.db import create_engine
 from shared.envelope import CloudEvent
 from shared.events import UserRegistered
-from tests.e2e.harness import dead_letters, eventually, publish
-from tests.integration.test_consumer import consumer_of, customer, inbox_rows, registered
+from shared.persistence.database import Database
+from tests.integration.consumers import consumer_of, customer, registered
+from tests.integration.rows import count_rows
+from tests.support.events import dead_letters, publish
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -44,13 +46,6 @@ class FailingFirst:
         await order_handlers.on_user_registered(event, envelope, uow)
         if self.calls <= self.failures:
             raise ConnectionError(f"simulated outage on call {self.calls}")
-
-
-@pytest.fixture
-async def engine(order_db: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(order_db, pool_size=4)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture
@@ -82,28 +77,28 @@ async def run_until(
 
 
 async def test_a_handler_that_fails_twice_then_succeeds_is_applied_once(
-    engine: AsyncEngine, amqp_url: str, queue: Queue, broker: AbstractRobustConnection
+    order_database: Database, amqp_url: str, queue: Queue, broker: AbstractRobustConnection
 ) -> None:
     handler = FailingFirst(2)
-    consumer = consumer_of(engine, queue=queue, handlers={"user.registered": handler})
+    consumer = consumer_of(order_database, queue=queue, handlers={"user.registered": handler})
     user_id = uuid.uuid4()
     await publish(amqp_url, "user.registered", registered(user_id))
 
     async def applied() -> Customer | None:
-        return await customer(engine, user_id)
+        return await customer(order_database, user_id)
 
     await run_until(consumer, broker, applied, "the customer after two retries")
 
     assert handler.calls == 3
-    assert await customer(engine, user_id) == Customer(
+    assert await customer(order_database, user_id) == Customer(
         id=user_id, name="Ada", status="active", version=1
     )
-    assert await inbox_rows(engine) == 1
+    assert await count_rows(order_database, inbox) == 1
     assert await dead_letters(amqp_url, queue.dead_letter_queue) == []
 
 
 async def test_retries_do_not_hold_up_the_messages_behind(
-    engine: AsyncEngine, amqp_url: str, broker: AbstractRobustConnection
+    order_database: Database, amqp_url: str, broker: AbstractRobustConnection
 ) -> None:
     """The first message fails once and waits two seconds; the second is applied meanwhile."""
     queue = Queue(
@@ -121,20 +116,22 @@ async def test_retries_do_not_hold_up_the_messages_behind(
             raise ConnectionError("simulated outage")
         await order_handlers.on_user_registered(event, envelope, uow)
 
-    consumer = consumer_of(engine, queue=queue, handlers={"user.registered": fails_once_for_first})
+    consumer = consumer_of(
+        order_database, queue=queue, handlers={"user.registered": fails_once_for_first}
+    )
     await publish(amqp_url, "user.registered", registered(first))
     await publish(amqp_url, "user.registered", registered(second))
 
     async def second_applied() -> Customer | None:
-        return await customer(engine, second)
+        return await customer(order_database, second)
 
     async def first_applied() -> Customer | None:
-        return await customer(engine, first)
+        return await customer(order_database, first)
 
     await consumer.start(broker)
     try:
         await eventually(second_applied, timeout=10, what="the second message")
-        assert await customer(engine, first) is None
+        assert await customer(order_database, first) is None
         await eventually(first_applied, timeout=10, what="the first message, after its delay")
     finally:
         await consumer.stop()
@@ -142,11 +139,11 @@ async def test_retries_do_not_hold_up_the_messages_behind(
 
 
 async def test_a_message_that_keeps_failing_is_dead_lettered_with_the_attempts(
-    engine: AsyncEngine, amqp_url: str, queue: Queue, broker: AbstractRobustConnection
+    order_database: Database, amqp_url: str, queue: Queue, broker: AbstractRobustConnection
 ) -> None:
     handler = FailingFirst(failures=1_000)
     consumer = consumer_of(
-        engine, queue=queue, handlers={"user.registered": handler}, max_attempts=3
+        order_database, queue=queue, handlers={"user.registered": handler}, max_attempts=3
     )
     user_id = uuid.uuid4()
     event_id = str(uuid.uuid4())
@@ -163,16 +160,16 @@ async def test_a_message_that_keeps_failing_is_dead_lettered_with_the_attempts(
     assert dead.headers["x-exception-type"] == "ConnectionError"
     assert "simulated outage on call 3" in str(dead.headers["x-dead-letter-reason"])
     assert handler.calls == 3
-    assert await customer(engine, user_id) is None
-    assert await inbox_rows(engine) == 0
+    assert await customer(order_database, user_id) is None
+    assert await count_rows(order_database, inbox) == 0
 
 
 async def test_a_replayed_dead_letter_is_applied_once_the_fault_is_fixed(
-    engine: AsyncEngine, amqp_url: str, queue: Queue, broker: AbstractRobustConnection
+    order_database: Database, amqp_url: str, queue: Queue, broker: AbstractRobustConnection
 ) -> None:
     handler = FailingFirst(failures=2)
     consumer = consumer_of(
-        engine, queue=queue, handlers={"user.registered": handler}, max_attempts=2
+        order_database, queue=queue, handlers={"user.registered": handler}, max_attempts=2
     )
     user_id = uuid.uuid4()
     await publish(amqp_url, "user.registered", registered(user_id))
@@ -181,15 +178,15 @@ async def test_a_replayed_dead_letter_is_applied_once_the_fault_is_fixed(
         return await dead_letters(amqp_url, queue.dead_letter_queue)
 
     await run_until(consumer, broker, dead_lettered, "the dead letter")
-    assert await customer(engine, user_id) is None
+    assert await customer(order_database, user_id) is None
 
     [replayed] = await dlq.replay(broker, queue)
 
     async def applied() -> Customer | None:
-        return await customer(engine, user_id)
+        return await customer(order_database, user_id)
 
     await run_until(consumer, broker, applied, "the replayed event applied")
     assert replayed.attempts == 2
     assert handler.calls == 3
-    assert await inbox_rows(engine) == 1
+    assert await count_rows(order_database, inbox) == 1
     assert await dead_letters(amqp_url, queue.dead_letter_queue) == []

@@ -22,7 +22,8 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 
 from broker import dlq
 from broker.topology import ORDER_SVC_QUEUE, USER_SVC_QUEUE, declare
-from tests.e2e.harness import cloud_event, eventually
+from tests.support.events import cloud_event
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -7,14 +7,17 @@ import asyncio
 import pytest
 from alembic import command
 
-from shared.db import alembic_config, drop_database
-from tests.conftest import new_database
+from shared.persistence.database import drop_database
+from shared.persistence.migrations import alembic_config
+from tests.support.databases import new_database
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("package", ["user_svc", "order_svc"])
-async def test_the_migrated_schema_matches_the_models(package: str) -> None:
+async def test_the_migrated_schema_matches_the_models(
+    package: str, migrated_templates: None
+) -> None:
     url = await new_database(package)
     try:
         # Raises if autogenerate would find anything to change.
@@ -24,7 +27,9 @@ async def test_the_migrated_schema_matches_the_models(package: str) -> None:
 
 
 @pytest.mark.parametrize("package", ["user_svc", "order_svc"])
-async def test_migrations_downgrade_to_nothing_and_upgrade_again(package: str) -> None:
+async def test_migrations_downgrade_to_nothing_and_upgrade_again(
+    package: str, migrated_templates: None
+) -> None:
     url = await new_database(package)
     config = alembic_config(package, url)
     try:

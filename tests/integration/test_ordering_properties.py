@@ -30,8 +30,7 @@ from uuid import UUID, uuid4
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Table, bindparam, select
 
 from broker.topology import ORDER_SVC_QUEUE, USER_SVC_QUEUE
 from order_svc import app as order_app
@@ -40,7 +39,6 @@ from order_svc import uow as order_uow
 from order_svc.domain import Item, OrderStatus
 from order_svc.handlers import PlaceOrder, place_order
 from shared.consumer import EventConsumer, Outcome
-from shared.db import create_engine, drop_database
 from shared.envelope import decode, encode, wrap
 from shared.events import (
     CreditRejectionReason,
@@ -56,7 +54,9 @@ from shared.events import (
     UserUpdated,
 )
 from shared.metrics import Metrics
-from tests.conftest import new_database
+from shared.persistence.database import Database, drop_database
+from shared.persistence.statements import Statement
+from tests.support.databases import new_database
 from user_svc import app as user_app
 from user_svc import models as user_models
 from user_svc import uow as user_uow
@@ -82,28 +82,30 @@ Schedule = list[list[int]]
 
 
 @pytest.fixture(scope="module")
-async def order_engine() -> AsyncIterator[AsyncEngine]:
+async def order_database(migrated_templates: None) -> AsyncIterator[Database]:
+    """One order_svc database for every example of the module (each uses fresh ids)."""
     url = await new_database("order_svc")
-    engine = create_engine(url, pool_size=MAX_IN_FLIGHT)
-    yield engine
-    await engine.dispose()
+    database = Database(url, pool_size=MAX_IN_FLIGHT)
+    yield database
+    await database.close()
     await drop_database(url)
 
 
 @pytest.fixture(scope="module")
-async def user_engine() -> AsyncIterator[AsyncEngine]:
+async def user_database(migrated_templates: None) -> AsyncIterator[Database]:
+    """One user_svc database for every example of the module (each uses fresh ids)."""
     url = await new_database("user_svc")
-    engine = create_engine(url, pool_size=MAX_IN_FLIGHT)
-    yield engine
-    await engine.dispose()
+    database = Database(url, pool_size=MAX_IN_FLIGHT)
+    yield database
+    await database.close()
     await drop_database(url)
 
 
-def order_consumer(engine: AsyncEngine) -> EventConsumer[order_uow.OrderUnitOfWork]:
+def order_consumer(database: Database) -> EventConsumer[order_uow.OrderUnitOfWork]:
     return EventConsumer(
         queue=ORDER_SVC_QUEUE,
         handlers=order_app.SPEC.handlers,
-        unit_of_work=lambda cause: order_uow.unit_of_work(engine, cause),
+        unit_of_work=lambda: order_uow.unit_of_work(database),
         inbox_table=order_models.inbox,
         metrics=Metrics(),
         prefetch=MAX_IN_FLIGHT,
@@ -111,11 +113,11 @@ def order_consumer(engine: AsyncEngine) -> EventConsumer[order_uow.OrderUnitOfWo
     )
 
 
-def user_consumer(engine: AsyncEngine) -> EventConsumer[user_uow.UserUnitOfWork]:
+def user_consumer(database: Database) -> EventConsumer[user_uow.UserUnitOfWork]:
     return EventConsumer(
         queue=USER_SVC_QUEUE,
         handlers=user_app.SPEC.handlers,
-        unit_of_work=lambda cause: user_uow.unit_of_work(engine, cause),
+        unit_of_work=lambda: user_uow.unit_of_work(database),
         inbox_table=user_models.inbox,
         metrics=Metrics(),
         prefetch=MAX_IN_FLIGHT,
@@ -238,8 +240,8 @@ def in_order_result(history: Sequence[UserChange]) -> tuple[str | None, str, int
     return name, status, history[-1].version
 
 
-async def replica(engine: AsyncEngine, user_id: UUID) -> tuple[str | None, str | None, int]:
-    async with order_uow.unit_of_work(engine) as uow:
+async def replica(database: Database, user_id: UUID) -> tuple[str | None, str | None, int]:
+    async with order_uow.unit_of_work(database) as uow:
         customer = await uow.customers.get(user_id)
     assert customer is not None
     return customer.name, customer.status, customer.version
@@ -251,9 +253,9 @@ async def replica(engine: AsyncEngine, user_id: UUID) -> tuple[str | None, str |
 @PROPERTY
 @given(history=user_histories(), data=st.data())
 async def test_the_replica_ends_where_in_order_delivery_leaves_it(
-    order_engine: AsyncEngine, history: list[UserChange], data: st.DataObject
+    order_database: Database, history: list[UserChange], data: st.DataObject
 ) -> None:
-    consumer = order_consumer(order_engine)
+    consumer = order_consumer(order_database)
     in_order, reordered = uuid4(), uuid4()
     in_order_delivery = await deliver(
         consumer, [c.body(in_order) for c in history], [[i] for i in range(len(history))]
@@ -264,8 +266,8 @@ async def test_the_replica_ends_where_in_order_delivery_leaves_it(
     delivery = await deliver(consumer, bodies, schedule)
 
     assert in_order_delivery.applied == delivery.applied == Counter(range(len(history)))
-    assert await replica(order_engine, in_order) == in_order_result(history)
-    assert await replica(order_engine, reordered) == await replica(order_engine, in_order)
+    assert await replica(order_database, in_order) == in_order_result(history)
+    assert await replica(order_database, reordered) == await replica(order_database, in_order)
 
 
 # -- b. order_svc's saga steps -------------------------------------------------------------------
@@ -302,14 +304,27 @@ decisions = st.builds(
 )
 
 
-async def order_events(engine: AsyncEngine, order_id: UUID) -> list[tuple[str, int]]:
+def _bodies_of(outbox: Table) -> Statement:
+    """The outbox bodies of one subject, in the order they were written."""
+    return Statement(
+        select(outbox.c.body).where(outbox.c.subject == bindparam("subject")).order_by(outbox.c.seq)
+    )
+
+
+_ORDER_BODIES = _bodies_of(order_models.outbox)
+_USER_BODIES = _bodies_of(user_models.outbox)
+_RESERVATIONS = Statement(
+    select(user_models.credit_reservations).where(
+        user_models.credit_reservations.c.user_id == bindparam("user_id")
+    )
+)
+
+
+async def order_events(database: Database, order_id: UUID) -> list[tuple[str, int]]:
     """(type, aggregate version) of every event order_svc's outbox holds for the order."""
-    outbox = order_models.outbox
-    async with engine.connect() as connection:
-        rows = await connection.execute(
-            select(outbox.c.body).where(outbox.c.subject == str(order_id)).order_by(outbox.c.seq)
-        )
-        envelopes = [decode(row.body)[0] for row in rows]
+    async with database.connection() as connection:
+        rows = await _ORDER_BODIES.fetch(connection, subject=str(order_id))
+    envelopes = [decode(row["body"])[0] for row in rows]
     return [(e.type, e.aggregateversion) for e in envelopes]
 
 
@@ -320,7 +335,7 @@ async def order_events(engine: AsyncEngine, order_id: UUID) -> list[tuple[str, i
     data=st.data(),
 )
 async def test_every_saga_step_is_applied_once_however_late_it_arrives(
-    order_engine: AsyncEngine,
+    order_database: Database,
     answers: list[Decision],
     history: list[UserChange],
     data: st.DataObject,
@@ -332,26 +347,26 @@ async def test_every_saga_step_is_applied_once_however_late_it_arrives(
         command = PlaceOrder(
             user_id=user_id, items=(Item(sku="SKU-1", quantity=2, unit_price=answer.unit_price),)
         )
-        orders.append((await place_order(command, order_uow.unit_of_work(order_engine))).order)
+        orders.append((await place_order(command, order_uow.unit_of_work(order_database))).order)
     bodies = [
         answer.body(user_id=user_id, order_id=order.id, amount=order.total)
         for answer, order in zip(answers, orders, strict=True)
     ] + [change.body(user_id) for change in history]
     schedule = data.draw(schedules(range(len(bodies))), label="schedule")
 
-    delivery = await deliver(order_consumer(order_engine), bodies, schedule)
+    delivery = await deliver(order_consumer(order_database), bodies, schedule)
 
     assert delivery.applied == Counter(range(len(bodies)))
-    async with order_uow.unit_of_work(order_engine) as uow:
+    async with order_uow.unit_of_work(order_database) as uow:
         final = [await uow.orders.get(order.id) for order in orders]
     for answer, order in zip(answers, final, strict=True):
         assert order is not None
         assert (order.status, order.reason, order.version) == (answer.outcome, answer.reason, 2)
-        assert await order_events(order_engine, order.id) == [
+        assert await order_events(order_database, order.id) == [
             ("order.created", 1),
             (f"order.{answer.outcome}", 2),
         ]
-    assert await replica(order_engine, user_id) == in_order_result(history)
+    assert await replica(order_database, user_id) == in_order_result(history)
 
 
 # -- c. user_svc's credit ------------------------------------------------------------------------
@@ -380,25 +395,18 @@ class Credit:
     events: dict[UUID, list[tuple[str, dict[str, Any]]]]
 
 
-async def credit_of(engine: AsyncEngine, user_id: UUID) -> Credit:
-    reservations, outbox = user_models.credit_reservations, user_models.outbox
-    async with user_uow.unit_of_work(engine) as uow:
+async def credit_of(database: Database, user_id: UUID) -> Credit:
+    async with user_uow.unit_of_work(database) as uow:
         user = await uow.users.get(user_id)
-    async with engine.connect() as connection:
-        states = {
-            row.order_id: ReservationState(row.state)
-            for row in await connection.execute(
-                select(reservations).where(reservations.c.user_id == user_id)
-            )
-        }
-        bodies = await connection.scalars(
-            select(outbox.c.body).where(outbox.c.subject == str(user_id)).order_by(outbox.c.seq)
-        )
-        events: dict[UUID, list[tuple[str, dict[str, Any]]]] = {}
-        for body in bodies:
-            envelope, _ = decode(body)
-            order_id = UUID(envelope.data["order_id"])
-            events.setdefault(order_id, []).append((envelope.type, envelope.data))
+    async with database.connection() as connection:
+        reservations = await _RESERVATIONS.fetch(connection, user_id=user_id)
+        bodies = await _USER_BODIES.fetch(connection, subject=str(user_id))
+    states = {row["order_id"]: ReservationState(row["state"]) for row in reservations}
+    events: dict[UUID, list[tuple[str, dict[str, Any]]]] = {}
+    for row in bodies:
+        envelope, _ = decode(row["body"])
+        order_id = UUID(envelope.data["order_id"])
+        events.setdefault(order_id, []).append((envelope.type, envelope.data))
     return Credit(user=user, states=states, events=events)
 
 
@@ -437,7 +445,7 @@ def first_come_first_served(
     data=st.data(),
 )
 async def test_credit_invariants_hold_under_any_order(
-    user_engine: AsyncEngine,
+    user_database: Database,
     limit: int,
     standing: Standing,
     purchases: list[Purchase],
@@ -456,7 +464,7 @@ async def test_credit_invariants_hold_under_any_order(
     if standing != "unknown":
         user = User(id=user_id, email=f"{user_id}@example.com", name="Ada", credit_limit=limit)
         user.status = UserStatus.ACTIVE if standing == "active" else UserStatus.DEACTIVATED
-        async with user_uow.unit_of_work(user_engine) as uow:
+        async with user_uow.unit_of_work(user_database) as uow:
             assert await uow.users.add(user, password_hash="not used here")
             await uow.commit()
     order_ids = [uuid4() for _ in purchases]
@@ -477,10 +485,10 @@ async def test_credit_invariants_hold_under_any_order(
     events = [i for i in range(len(bodies)) if i % 2 == 0 or purchases[i // 2].cancelled]
     schedule = data.draw(schedules(events), label="schedule")
 
-    delivery = await deliver(user_consumer(user_engine), bodies, schedule)
+    delivery = await deliver(user_consumer(user_database), bodies, schedule)
 
     assert delivery.applied == Counter(events)
-    credit = await credit_of(user_engine, user_id)
+    credit = await credit_of(user_database, user_id)
     held = [credit.states[order_id] for order_id in order_ids]
     reserved = sum(
         p.amount

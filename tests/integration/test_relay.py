@@ -20,17 +20,17 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import bindparam, func, select
 
 from broker.topology import TOPOLOGY, declare
 from shared import outbox
-from shared.db import asyncpg_dsn, create_engine
 from shared.envelope import CONTENT_TYPE, CloudEvent, decode, wrap
 from shared.events import DomainEvent, UserUpdated
 from shared.metrics import Metrics
+from shared.persistence.database import Database
+from shared.persistence.statements import Statement
 from shared.relay import OutboxRelay
-from tests.e2e.harness import eventually
+from tests.support.waiting import eventually
 from user_svc import models
 from user_svc.domain import User
 from user_svc.uow import unit_of_work
@@ -39,9 +39,15 @@ pytestmark = pytest.mark.integration
 
 RelayFactory = Callable[..., OutboxRelay]
 
-LISTENERS = text(
+LISTENERS = (
     "SELECT count(*) FROM pg_stat_activity"
     " WHERE datname = current_database() AND query ILIKE 'LISTEN %outbox%'"
+)
+_PUBLISHED_AT = Statement(
+    select(models.outbox.c.published_at).where(models.outbox.c.id == bindparam("id"))
+)
+_UNPUBLISHED = Statement(
+    select(func.count()).select_from(models.outbox).where(models.outbox.c.published_at.is_(None))
 )
 
 
@@ -60,13 +66,6 @@ class Observer:
 
     async def ids(self) -> list[str]:
         return [str(message.message_id) for message in await self.drain()]
-
-
-@pytest.fixture
-async def engine(user_db: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(user_db, pool_size=4)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture
@@ -90,11 +89,10 @@ async def observer(channel: AbstractChannel) -> Observer:
 
 
 @pytest.fixture
-def relay_for(engine: AsyncEngine, amqp: AbstractRobustConnection, user_db: str) -> RelayFactory:
+def relay_for(user_database: Database, amqp: AbstractRobustConnection) -> RelayFactory:
     def build(*, batch_size: int = 100, poll_seconds: float = 60.0) -> OutboxRelay:
         return OutboxRelay(
-            engine=engine,
-            listen_dsn=asyncpg_dsn(user_db),
+            database=user_database,
             outbox=models.outbox,
             amqp=amqp,
             exchange=TOPOLOGY.exchange.name,
@@ -118,12 +116,10 @@ def new_user() -> User:
     )
 
 
-async def register(engine: AsyncEngine) -> list[CloudEvent]:
+async def register(database: Database) -> list[CloudEvent]:
     """Register a user through the unit of work; return the envelopes committed to the outbox."""
-    async with unit_of_work(engine) as uow:
-        user = new_user()
-        assert await uow.users.add(user, password_hash="not-a-real-hash")
-        uow.collect(user)
+    async with unit_of_work(database) as uow:
+        assert await uow.users.add(new_user(), password_hash="not-a-real-hash")
         return await uow.commit()
 
 
@@ -136,40 +132,34 @@ def renamed(index: int) -> DomainEvent:
     )
 
 
-async def commit_events(engine: AsyncEngine, count: int) -> list[CloudEvent]:
-    """Commit `count` events in one unit of work."""
-    async with unit_of_work(engine) as uow:
-        uow.emit(*(renamed(i) for i in range(count)))
-        return await uow.commit()
+async def commit_events(database: Database, count: int) -> list[CloudEvent]:
+    """Commit `count` events in one transaction, as a unit of work's commit appends them."""
+    envelopes = [wrap(renamed(i), source="/user_svc") for i in range(count)]
+    async with database.transaction() as connection:
+        await outbox.append(connection, models.outbox, envelopes)
+    return envelopes
 
 
 def ids_of(envelopes: Sequence[CloudEvent]) -> list[str]:
     return [str(envelope.id) for envelope in envelopes]
 
 
-async def published_at(engine: AsyncEngine, event_id: uuid.UUID) -> object:
-    async with engine.connect() as connection:
-        return await connection.scalar(
-            select(models.outbox.c.published_at).where(models.outbox.c.id == event_id)
-        )
-
-
-async def outbox_ids(engine: AsyncEngine) -> set[str]:
-    async with engine.connect() as connection:
-        return {str(i) for i in await connection.scalars(select(models.outbox.c.id))}
+async def published_at(database: Database, event_id: uuid.UUID) -> object:
+    async with database.connection() as connection:
+        return await _PUBLISHED_AT.fetchval(connection, id=event_id)
 
 
 async def test_events_of_a_rolled_back_transaction_never_reach_the_broker(
-    engine: AsyncEngine, relay: OutboxRelay, observer: Observer
+    user_database: Database, relay: OutboxRelay, observer: Observer
 ) -> None:
-    async with unit_of_work(engine) as uow:
+    async with unit_of_work(user_database) as uow:
         user = new_user()
         await uow.users.add(user, password_hash="not-a-real-hash")
         # What commit() writes, minus the COMMIT: the rows exist, but only in this transaction.
         rolled_back = [wrap(event, source="/user_svc") for event in user.events]
         await outbox.append(uow.connection, models.outbox, rolled_back)
         assert await relay.publish_pending() == 0
-    committed = await register(engine)
+    committed = await register(user_database)
 
     assert await relay.publish_pending() == 1
 
@@ -177,9 +167,9 @@ async def test_events_of_a_rolled_back_transaction_never_reach_the_broker(
 
 
 async def test_a_published_message_carries_the_cloud_event_as_the_contract_says(
-    engine: AsyncEngine, relay: OutboxRelay, observer: Observer
+    user_database: Database, relay: OutboxRelay, observer: Observer
 ) -> None:
-    [envelope] = await register(engine)
+    [envelope] = await register(user_database)
 
     await relay.publish_pending()
 
@@ -196,34 +186,34 @@ async def test_a_published_message_carries_the_cloud_event_as_the_contract_says(
 
 
 async def test_a_row_is_marked_published_once_the_broker_confirmed_it(
-    engine: AsyncEngine, relay: OutboxRelay, observer: Observer
+    user_database: Database, relay: OutboxRelay, observer: Observer
 ) -> None:
-    [envelope] = await register(engine)
-    assert await published_at(engine, envelope.id) is None
+    [envelope] = await register(user_database)
+    assert await published_at(user_database, envelope.id) is None
 
     assert await relay.publish_pending() == 1
 
-    assert await published_at(engine, envelope.id) is not None
+    assert await published_at(user_database, envelope.id) is not None
     assert await observer.ids() == [str(envelope.id)]
 
 
 async def test_a_row_the_broker_refused_stays_unpublished_until_a_later_confirm(
-    engine: AsyncEngine, relay: OutboxRelay, observer: Observer, channel: AbstractChannel
+    user_database: Database, relay: OutboxRelay, observer: Observer, channel: AbstractChannel
 ) -> None:
     # A full queue with `reject-publish` makes the broker nack every message routed to it.
     full = await channel.declare_queue(
         exclusive=True, arguments={"x-max-length": 0, "x-overflow": "reject-publish"}
     )
     await full.bind(TOPOLOGY.exchange.name, routing_key="#")
-    [envelope] = await register(engine)
+    [envelope] = await register(user_database)
 
     with pytest.raises(RuntimeError, match="not confirmed"):
         await relay.publish_pending()
-    assert await published_at(engine, envelope.id) is None
+    assert await published_at(user_database, envelope.id) is None
 
     await full.delete(if_unused=False, if_empty=False)
     assert await relay.publish_pending() == 1
-    assert await published_at(engine, envelope.id) is not None
+    assert await published_at(user_database, envelope.id) is not None
 
 
 async def test_publishing_an_empty_outbox_publishes_nothing(
@@ -235,9 +225,9 @@ async def test_publishing_an_empty_outbox_publishes_nothing(
 
 
 async def test_events_are_published_in_outbox_order(
-    engine: AsyncEngine, relay_for: RelayFactory, observer: Observer
+    user_database: Database, relay_for: RelayFactory, observer: Observer
 ) -> None:
-    committed = [envelope for _ in range(50) for envelope in await commit_events(engine, 1)]
+    committed = [envelope for _ in range(50) for envelope in await commit_events(user_database, 1)]
 
     assert await relay_for(batch_size=7).publish_pending() == 50
 
@@ -245,9 +235,9 @@ async def test_events_are_published_in_outbox_order(
 
 
 async def test_two_relays_draining_one_outbox_publish_every_row_exactly_once(
-    engine: AsyncEngine, relay_for: RelayFactory, observer: Observer
+    user_database: Database, relay_for: RelayFactory, observer: Observer
 ) -> None:
-    committed = await commit_events(engine, 500)
+    committed = await commit_events(user_database, 500)
     first, second = relay_for(batch_size=10), relay_for(batch_size=10)
 
     counts = await asyncio.gather(first.publish_pending(), second.publish_pending())
@@ -256,15 +246,12 @@ async def test_two_relays_draining_one_outbox_publish_every_row_exactly_once(
     published = Counter(await observer.ids())
     assert set(published) == set(ids_of(committed))
     assert set(published.values()) == {1}
-    async with engine.connect() as connection:
-        unpublished = await connection.scalar(
-            select(func.count()).where(models.outbox.c.published_at.is_(None))
-        )
-    assert unpublished == 0
+    async with user_database.connection() as connection:
+        assert await _UNPUBLISHED.fetchval(connection) == 0
 
 
 async def test_a_running_relay_wakes_on_notify_long_before_its_next_poll(
-    engine: AsyncEngine, relay_for: RelayFactory, observer: Observer
+    user_database: Database, relay_for: RelayFactory, observer: Observer
 ) -> None:
     """With a 60 s poll, only the commit's NOTIFY can get an event out within seconds.
 
@@ -276,12 +263,12 @@ async def test_a_running_relay_wakes_on_notify_long_before_its_next_poll(
     try:
 
         async def listening() -> bool:
-            async with engine.connect() as connection:
-                return bool(await connection.scalar(LISTENERS))
+            async with user_database.connection() as connection:
+                return bool(await connection.fetchval(LISTENERS))
 
         await eventually(listening, timeout=10, what="the relay to LISTEN")
         for _ in range(2):
-            [envelope] = await register(engine)
+            [envelope] = await register(user_database)
 
             async def published(event_id: str = str(envelope.id)) -> bool:
                 return event_id in await observer.ids()

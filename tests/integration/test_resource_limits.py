@@ -12,8 +12,8 @@ from order_svc.models import inbox
 from order_svc.settings import OrderSettings
 from order_svc.uow import unit_of_work
 from shared.consumer import EventConsumer, Outcome
-from shared.db import create_engine
 from shared.metrics import Metrics
+from shared.persistence.database import Database
 
 pytestmark = pytest.mark.integration
 
@@ -53,12 +53,11 @@ async def test_a_body_under_the_cap_reaches_the_route(api: httpx.AsyncClient) ->
     assert response.status_code == 401
 
 
-async def test_a_message_over_the_cap_is_dead_lettered_unread(order_db: str) -> None:
-    engine = create_engine(order_db, pool_size=1)
+async def test_a_message_over_the_cap_is_dead_lettered_unread(order_database: Database) -> None:
     consumer = EventConsumer(
         queue=SPEC.queue,
         handlers=SPEC.handlers,
-        unit_of_work=lambda cause: unit_of_work(engine, cause),
+        unit_of_work=lambda: unit_of_work(order_database),
         inbox_table=inbox,
         metrics=Metrics(),
         prefetch=1,
@@ -67,7 +66,6 @@ async def test_a_message_over_the_cap_is_dead_lettered_unread(order_db: str) -> 
     )
 
     result = await consumer.handle(b"{" + b" " * 200 + b"}")
-    await engine.dispose()
 
     assert result.outcome is Outcome.INVALID
     assert result.exception_type == "MessageTooLarge"

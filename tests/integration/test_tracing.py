@@ -7,7 +7,7 @@ between them exactly as the relay would carry them, as the CloudEvent bodies in 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -16,18 +16,18 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sqlalchemy import Table, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Table, bindparam, select
 
 from order_svc import app as order_app
 from order_svc import models as order_models
 from order_svc.settings import OrderSettings
 from shared.auth import SigningKey
 from shared.consumer import EventConsumer, Outcome
-from shared.db import create_engine
 from shared.metrics import Metrics
+from shared.persistence.database import Database
+from shared.persistence.statements import Statement
+from shared.persistence.unit_of_work import UnitOfWork
 from shared.service import ServiceSpec
-from shared.uow import UnitOfWork
 from user_svc import app as user_app
 from user_svc import handlers as user_handlers
 from user_svc import models as user_models
@@ -48,30 +48,22 @@ def tracer_provider() -> None:
     trace.set_tracer_provider(provider)
 
 
-@pytest.fixture
-async def engines(user_db: str, order_db: str) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
-    users, orders = create_engine(user_db, pool_size=2), create_engine(order_db, pool_size=2)
-    yield users, orders
-    await users.dispose()
-    await orders.dispose()
-
-
-async def outbox_body(engine: AsyncEngine, table: Table, event_type: str) -> bytes:
-    async with engine.connect() as connection:
-        body = await connection.scalar(select(table.c.body).where(table.c.type == event_type))
+async def outbox_body(database: Database, table: Table, event_type: str) -> bytes:
+    query = select(table.c.body).where(table.c.type == bindparam("type"))
+    async with database.connection() as connection:
+        body = await Statement(query).fetchval(connection, type=event_type)
     assert body is not None, f"no {event_type} in the outbox"
     return bytes(body)
 
 
 async def test_one_trace_runs_from_the_request_through_both_services(
-    engines: tuple[AsyncEngine, AsyncEngine], user_db: str, order_db: str, tmp_path: Path
+    user_database: Database, order_database: Database, order_db: str, tmp_path: Path
 ) -> None:
-    user_engine, order_engine = engines
     user = await user_handlers.register_user(
         user_handlers.RegisterUser(
             email="trace@example.com", name="Ada", password="correct horse", credit_limit=1_000
         ),
-        user_unit_of_work(user_engine),
+        user_unit_of_work(user_database),
         Passwords(),
     )
     keys = tmp_path / "token-keys.pem"
@@ -90,13 +82,13 @@ async def test_one_trace_runs_from_the_request_through_both_services(
             headers={"Authorization": f"Bearer {SIGNING_KEY.issue(user.id, ttl_seconds=60)}"},
         )
     assert response.status_code == 202
-    created = await outbox_body(order_engine, order_models.outbox, "order.created")
-    user_consumer = consumer_for(user_app.SPEC, user_engine)
+    created = await outbox_body(order_database, order_models.outbox, "order.created")
+    user_consumer = consumer_for(user_app.SPEC, user_database)
     assert (await user_consumer.handle(created)).outcome is Outcome.APPLIED
-    reserved = await outbox_body(user_engine, user_models.outbox, "user.credit_reserved")
-    order_consumer = consumer_for(order_app.SPEC, order_engine)
+    reserved = await outbox_body(user_database, user_models.outbox, "user.credit_reserved")
+    order_consumer = consumer_for(order_app.SPEC, order_database)
     assert (await order_consumer.handle(reserved)).outcome is Outcome.APPLIED
-    await api.state.engine.dispose()
+    await api.state.database.close()
 
     spans = EXPORTER.get_finished_spans()
     requests = [s for s in spans if s.name == "POST /orders"]
@@ -120,7 +112,7 @@ async def test_a_request_continues_the_callers_trace(order_db: str) -> None:
         response = await client.get(
             "/healthz", headers={"traceparent": f"00-{trace_id}-{parent_id}-01"}
         )
-    await api.state.engine.dispose()
+    await api.state.database.close()
 
     assert response.status_code == 200
     spans = [s for s in EXPORTER.get_finished_spans() if s.name == "GET /healthz"]
@@ -144,11 +136,11 @@ def ancestors(span: ReadableSpan, spans: Sequence[ReadableSpan]) -> list[int]:
     return chain
 
 
-def consumer_for(spec: ServiceSpec, engine: AsyncEngine) -> EventConsumer[UnitOfWork]:
+def consumer_for(spec: ServiceSpec, database: Database) -> EventConsumer[UnitOfWork]:
     return EventConsumer(
         queue=spec.queue,
         handlers=spec.handlers,
-        unit_of_work=lambda cause: spec.unit_of_work(engine, cause),
+        unit_of_work=lambda: spec.unit_of_work(database),
         inbox_table=spec.inbox,
         metrics=Metrics(),
         prefetch=1,

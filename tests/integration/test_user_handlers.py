@@ -1,25 +1,24 @@
 """user_svc's handlers against a real PostgreSQL: registration and its side of the credit saga.
 
 Saga handlers are driven the way the consumer drives them: the event decoded from its CloudEvent
-body, a unit of work caused by that envelope, the handler inside `async with`, then commit.
+body, the handler inside `async with` a unit of work and `caused_by` that envelope, then commit.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 from uuid import UUID, uuid4
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import create_engine
 from shared.envelope import CloudEvent, decode, encode, wrap
 from shared.errors import Conflict
 from shared.events import DomainEvent, EventData, OrderCancelled, OrderCreated, OrderItem
+from shared.persistence.database import Database
 from tests.integration.locks import wait_until_a_backend_waits_on_a_lock
+from tests.integration.rows import outbox_events
 from user_svc.domain import ReservationState, User
 from user_svc.handlers import (
     RegisterUser,
@@ -43,20 +42,13 @@ def passwords() -> Passwords:
     return Passwords()
 
 
-@pytest.fixture
-async def engine(user_db: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(user_db)
-    yield engine
-    await engine.dispose()
-
-
 async def register(
-    engine: AsyncEngine, passwords: Passwords, email: str = "ada@example.com"
+    database: Database, passwords: Passwords, email: str = "ada@example.com"
 ) -> User:
     command = RegisterUser(
         email=email, name="Ada", password="correct horse", credit_limit=CREDIT_LIMIT
     )
-    return await register_user(command, unit_of_work(engine), passwords)
+    return await register_user(command, unit_of_work(database), passwords)
 
 
 def order_created(user_id: UUID, order_id: UUID, total: int) -> OrderCreated:
@@ -80,12 +72,13 @@ def order_cancelled(
 
 
 async def deliver(
-    engine: AsyncEngine, handler: SagaHandler, data: EventData, order_id: UUID
+    database: Database, handler: SagaHandler, data: EventData, order_id: UUID
 ) -> None:
     """Handle an order_svc event as the consumer would (without the inbox: a new delivery)."""
     envelope, decoded = as_delivered(data, order_id)
-    async with unit_of_work(engine, cause=envelope) as uow:
-        await handler(decoded, envelope, uow)
+    async with unit_of_work(database) as uow:
+        with uow.caused_by(envelope):
+            await handler(decoded, envelope, uow)
         await uow.commit()
 
 
@@ -96,65 +89,61 @@ def as_delivered(data: EventData, order_id: UUID) -> tuple[CloudEvent, Any]:
 
 
 async def deliver_together(
-    engine: AsyncEngine, deliveries: list[tuple[SagaHandler, EventData, UUID]]
+    database: Database, deliveries: list[tuple[SagaHandler, EventData, UUID]]
 ) -> None:
     """Handle several events in one transaction, as the consumer applies a batch: the unit of
     work preloads their rows, then each handler runs in turn."""
     delivered = [(handler, *as_delivered(data, order_id)) for handler, data, order_id in deliveries]
-    async with unit_of_work(engine) as uow:
+    async with unit_of_work(database) as uow:
         await uow.preload([decoded for _, _, decoded in delivered])
         for handler, envelope, decoded in delivered:
-            uow.cause = envelope
-            await handler(decoded, envelope, uow)
+            with uow.caused_by(envelope):
+                await handler(decoded, envelope, uow)
         await uow.commit()
 
 
-async def outbox_events(engine: AsyncEngine) -> list[CloudEvent]:
-    async with engine.connect() as connection:
-        bodies = (await connection.execute(select(outbox.c.body).order_by(outbox.c.seq))).scalars()
-        return [decode(body)[0] for body in bodies]
+async def saga_events(database: Database) -> list[CloudEvent]:
+    return [e for e in await outbox_events(database, outbox) if e.type != "user.registered"]
 
 
-async def saga_events(engine: AsyncEngine) -> list[CloudEvent]:
-    return [e for e in await outbox_events(engine) if e.type != "user.registered"]
-
-
-async def stored_user(engine: AsyncEngine, user_id: UUID) -> User:
-    async with unit_of_work(engine) as uow:
+async def stored_user(database: Database, user_id: UUID) -> User:
+    async with unit_of_work(database) as uow:
         user = await uow.users.get(user_id)
     assert user is not None
     return user
 
 
-async def reservation_state(engine: AsyncEngine, order_id: UUID) -> ReservationState | None:
-    async with unit_of_work(engine) as uow:
+async def reservation_state(database: Database, order_id: UUID) -> ReservationState | None:
+    async with unit_of_work(database) as uow:
         reservation = await uow.reservations.get(order_id)
     return reservation.state if reservation else None
 
 
 async def test_registering_a_taken_email_is_a_conflict_with_one_event(
-    engine: AsyncEngine, passwords: Passwords
+    user_database: Database, passwords: Passwords
 ) -> None:
-    await register(engine, passwords, "ada@example.com")
+    await register(user_database, passwords, "ada@example.com")
 
     with pytest.raises(Conflict):
-        await register(engine, passwords, "ada@example.com")
+        await register(user_database, passwords, "ada@example.com")
 
-    assert [e.type for e in await outbox_events(engine)] == ["user.registered"]
+    assert [e.type for e in await outbox_events(user_database, outbox)] == ["user.registered"]
 
 
 async def test_an_order_within_credit_reserves_its_total(
-    engine: AsyncEngine, passwords: Passwords
+    user_database: Database, passwords: Passwords
 ) -> None:
-    user = await register(engine, passwords)
+    user = await register(user_database, passwords)
     order_id = uuid4()
 
-    await deliver(engine, on_order_created, order_created(user.id, order_id, 3_000), order_id)
+    await deliver(
+        user_database, on_order_created, order_created(user.id, order_id, 3_000), order_id
+    )
 
-    stored = await stored_user(engine, user.id)
+    stored = await stored_user(user_database, user.id)
     assert (stored.credit_reserved, stored.version) == (3_000, 2)
-    assert await reservation_state(engine, order_id) is ReservationState.RESERVED
-    [reserved] = await saga_events(engine)
+    assert await reservation_state(user_database, order_id) is ReservationState.RESERVED
+    [reserved] = await saga_events(user_database)
     assert reserved.type == "user.credit_reserved"
     assert reserved.data == {"user_id": str(user.id), "order_id": str(order_id), "amount": 3_000}
     assert reserved.aggregateversion == 2
@@ -162,29 +151,32 @@ async def test_an_order_within_credit_reserves_its_total(
 
 
 async def test_an_order_over_the_limit_is_rejected_for_insufficient_credit(
-    engine: AsyncEngine, passwords: Passwords
+    user_database: Database, passwords: Passwords
 ) -> None:
-    user = await register(engine, passwords)
+    user = await register(user_database, passwords)
     order_id = uuid4()
 
     await deliver(
-        engine, on_order_created, order_created(user.id, order_id, CREDIT_LIMIT + 1), order_id
+        user_database,
+        on_order_created,
+        order_created(user.id, order_id, CREDIT_LIMIT + 1),
+        order_id,
     )
 
-    assert (await stored_user(engine, user.id)).credit_reserved == 0
-    [rejected] = await saga_events(engine)
+    assert (await stored_user(user_database, user.id)).credit_reserved == 0
+    [rejected] = await saga_events(user_database)
     assert rejected.type == "user.credit_rejected"
     assert rejected.data["reason"] == "insufficient_credit"
 
 
 async def test_an_order_for_an_unknown_user_is_rejected_as_unknown_user(
-    engine: AsyncEngine,
+    user_database: Database,
 ) -> None:
     user_id, order_id = uuid4(), uuid4()
 
-    await deliver(engine, on_order_created, order_created(user_id, order_id, 500), order_id)
+    await deliver(user_database, on_order_created, order_created(user_id, order_id, 500), order_id)
 
-    [rejected] = await outbox_events(engine)
+    [rejected] = await outbox_events(user_database, outbox)
     assert rejected.type == "user.credit_rejected"
     assert rejected.data == {
         "user_id": str(user_id),
@@ -193,72 +185,91 @@ async def test_an_order_for_an_unknown_user_is_rejected_as_unknown_user(
         "reason": "unknown_user",
     }
     assert rejected.correlationid == str(order_id)
-    assert await reservation_state(engine, order_id) is ReservationState.REJECTED
+    assert await reservation_state(user_database, order_id) is ReservationState.REJECTED
 
 
 async def test_an_order_created_twice_is_decided_once(
-    engine: AsyncEngine, passwords: Passwords
+    user_database: Database, passwords: Passwords
 ) -> None:
-    user = await register(engine, passwords)
+    user = await register(user_database, passwords)
     order_id = uuid4()
 
-    await deliver(engine, on_order_created, order_created(user.id, order_id, 3_000), order_id)
-    await deliver(engine, on_order_created, order_created(user.id, order_id, 3_000), order_id)
+    await deliver(
+        user_database, on_order_created, order_created(user.id, order_id, 3_000), order_id
+    )
+    await deliver(
+        user_database, on_order_created, order_created(user.id, order_id, 3_000), order_id
+    )
 
-    assert (await stored_user(engine, user.id)).credit_reserved == 3_000
-    assert [e.type for e in await saga_events(engine)] == ["user.credit_reserved"]
+    assert (await stored_user(user_database, user.id)).credit_reserved == 3_000
+    assert [e.type for e in await saga_events(user_database)] == ["user.credit_reserved"]
 
 
 async def test_an_order_cancelled_before_it_was_created_never_reserves_credit(
-    engine: AsyncEngine, passwords: Passwords
+    user_database: Database, passwords: Passwords
 ) -> None:
-    user = await register(engine, passwords)
+    user = await register(user_database, passwords)
     order_id = uuid4()
 
     cancelled = order_cancelled(user.id, order_id, 3_000, previous_status="pending")
-    await deliver(engine, on_order_cancelled, cancelled, order_id)
-    await deliver(engine, on_order_created, order_created(user.id, order_id, 3_000), order_id)
+    await deliver(user_database, on_order_cancelled, cancelled, order_id)
+    await deliver(
+        user_database, on_order_created, order_created(user.id, order_id, 3_000), order_id
+    )
 
-    stored = await stored_user(engine, user.id)
+    stored = await stored_user(user_database, user.id)
     assert (stored.credit_reserved, stored.version) == (0, 1)
-    assert await reservation_state(engine, order_id) is ReservationState.CANCELLED
-    assert await saga_events(engine) == []
+    assert await reservation_state(user_database, order_id) is ReservationState.CANCELLED
+    assert await saga_events(user_database) == []
 
 
 async def test_cancelling_a_reserved_order_releases_its_credit(
-    engine: AsyncEngine, passwords: Passwords
+    user_database: Database, passwords: Passwords
 ) -> None:
-    user = await register(engine, passwords)
+    user = await register(user_database, passwords)
     order_id = uuid4()
-    await deliver(engine, on_order_created, order_created(user.id, order_id, 3_000), order_id)
+    await deliver(
+        user_database, on_order_created, order_created(user.id, order_id, 3_000), order_id
+    )
 
-    await deliver(engine, on_order_cancelled, order_cancelled(user.id, order_id, 3_000), order_id)
+    await deliver(
+        user_database, on_order_cancelled, order_cancelled(user.id, order_id, 3_000), order_id
+    )
 
-    stored = await stored_user(engine, user.id)
+    stored = await stored_user(user_database, user.id)
     assert (stored.credit_reserved, stored.version) == (0, 3)
-    assert await reservation_state(engine, order_id) is ReservationState.RELEASED
-    released = (await saga_events(engine))[-1]
+    assert await reservation_state(user_database, order_id) is ReservationState.RELEASED
+    released = (await saga_events(user_database))[-1]
     assert released.type == "user.credit_released"
     assert released.data == {"user_id": str(user.id), "order_id": str(order_id), "amount": 3_000}
     assert released.aggregateversion == 3
 
 
 async def test_a_cancellation_processed_twice_releases_the_credit_once(
-    engine: AsyncEngine, passwords: Passwords
+    user_database: Database, passwords: Passwords
 ) -> None:
-    user = await register(engine, passwords)
+    user = await register(user_database, passwords)
     order_id = uuid4()
     other_order_id = uuid4()
-    await deliver(engine, on_order_created, order_created(user.id, order_id, 3_000), order_id)
     await deliver(
-        engine, on_order_created, order_created(user.id, other_order_id, 2_000), other_order_id
+        user_database, on_order_created, order_created(user.id, order_id, 3_000), order_id
+    )
+    await deliver(
+        user_database,
+        on_order_created,
+        order_created(user.id, other_order_id, 2_000),
+        other_order_id,
     )
 
-    await deliver(engine, on_order_cancelled, order_cancelled(user.id, order_id, 3_000), order_id)
-    await deliver(engine, on_order_cancelled, order_cancelled(user.id, order_id, 3_000), order_id)
+    await deliver(
+        user_database, on_order_cancelled, order_cancelled(user.id, order_id, 3_000), order_id
+    )
+    await deliver(
+        user_database, on_order_cancelled, order_cancelled(user.id, order_id, 3_000), order_id
+    )
 
-    assert (await stored_user(engine, user.id)).credit_reserved == 2_000
-    assert [e.type for e in await saga_events(engine)] == [
+    assert (await stored_user(user_database, user.id)).credit_reserved == 2_000
+    assert [e.type for e in await saga_events(user_database)] == [
         "user.credit_reserved",
         "user.credit_reserved",
         "user.credit_released",
@@ -266,79 +277,95 @@ async def test_a_cancellation_processed_twice_releases_the_credit_once(
 
 
 async def test_cancelling_a_rejected_order_releases_nothing(
-    engine: AsyncEngine, passwords: Passwords
+    user_database: Database, passwords: Passwords
 ) -> None:
-    user = await register(engine, passwords)
+    user = await register(user_database, passwords)
     order_id = uuid4()
     await deliver(
-        engine, on_order_created, order_created(user.id, order_id, CREDIT_LIMIT + 1), order_id
+        user_database,
+        on_order_created,
+        order_created(user.id, order_id, CREDIT_LIMIT + 1),
+        order_id,
     )
 
     await deliver(
-        engine, on_order_cancelled, order_cancelled(user.id, order_id, CREDIT_LIMIT + 1), order_id
+        user_database,
+        on_order_cancelled,
+        order_cancelled(user.id, order_id, CREDIT_LIMIT + 1),
+        order_id,
     )
 
-    assert (await stored_user(engine, user.id)).credit_reserved == 0
-    assert await reservation_state(engine, order_id) is ReservationState.REJECTED
-    assert [e.type for e in await saga_events(engine)] == ["user.credit_rejected"]
+    assert (await stored_user(user_database, user.id)).credit_reserved == 0
+    assert await reservation_state(user_database, order_id) is ReservationState.REJECTED
+    assert [e.type for e in await saga_events(user_database)] == ["user.credit_rejected"]
 
 
 async def test_a_batch_of_two_orders_of_one_user_reserves_both_totals(
-    engine: AsyncEngine, passwords: Passwords
+    user_database: Database, passwords: Passwords
 ) -> None:
-    user = await register(engine, passwords)
+    user = await register(user_database, passwords)
     first, second = uuid4(), uuid4()
 
     await deliver_together(
-        engine,
+        user_database,
         [
             (on_order_created, order_created(user.id, first, 1_000), first),
             (on_order_created, order_created(user.id, second, 2_000), second),
         ],
     )
 
-    stored = await stored_user(engine, user.id)
+    stored = await stored_user(user_database, user.id)
     assert (stored.credit_reserved, stored.version) == (3_000, 3)
-    assert [e.aggregateversion for e in await saga_events(engine)] == [2, 3]
+    assert [e.aggregateversion for e in await saga_events(user_database)] == [2, 3]
 
 
 async def test_a_batch_holds_its_users_locked_from_its_start_until_it_commits(
-    engine: AsyncEngine, passwords: Passwords
+    user_database: Database, passwords: Passwords
 ) -> None:
-    user = await register(engine, passwords)
+    user = await register(user_database, passwords)
     batched, concurrent = uuid4(), uuid4()
     envelope, event = as_delivered(order_created(user.id, batched, 1_000), batched)
 
-    async with unit_of_work(engine, cause=envelope) as uow:
+    async with unit_of_work(user_database) as uow:
         await uow.preload([event])
         other = asyncio.create_task(
-            deliver(engine, on_order_created, order_created(user.id, concurrent, 2_000), concurrent)
+            deliver(
+                user_database,
+                on_order_created,
+                order_created(user.id, concurrent, 2_000),
+                concurrent,
+            )
         )
-        await wait_until_a_backend_waits_on_a_lock(engine)
-        await on_order_created(event, envelope, uow)
+        await wait_until_a_backend_waits_on_a_lock(user_database)
+        with uow.caused_by(envelope):
+            await on_order_created(event, envelope, uow)
         await uow.commit()
     await other
 
-    stored = await stored_user(engine, user.id)
+    stored = await stored_user(user_database, user.id)
     assert (stored.credit_reserved, stored.version) == (3_000, 3)
-    assert [e.aggregateversion for e in await saga_events(engine)] == [2, 3]
+    assert [e.aggregateversion for e in await saga_events(user_database)] == [2, 3]
 
 
 async def test_a_batch_fails_whole_when_an_order_it_decides_was_decided_under_it(
-    engine: AsyncEngine,
+    user_database: Database,
 ) -> None:
     unknown_user, order_id = uuid4(), uuid4()
     envelope, event = as_delivered(order_created(unknown_user, order_id, 1_000), order_id)
 
-    async with unit_of_work(engine, cause=envelope) as uow:
+    async with unit_of_work(user_database) as uow:
         await uow.preload([event])
         # No user row to lock: a cancellation decides the order meanwhile.
         await deliver(
-            engine, on_order_cancelled, order_cancelled(unknown_user, order_id, 1_000), order_id
+            user_database,
+            on_order_cancelled,
+            order_cancelled(unknown_user, order_id, 1_000),
+            order_id,
         )
-        await on_order_created(event, envelope, uow)
+        with uow.caused_by(envelope):
+            await on_order_created(event, envelope, uow)
         with pytest.raises(Conflict):
             await uow.commit()
 
-    assert await reservation_state(engine, order_id) is ReservationState.CANCELLED
-    assert await saga_events(engine) == []
+    assert await reservation_state(user_database, order_id) is ReservationState.CANCELLED
+    assert await saga_events(user_database) == []

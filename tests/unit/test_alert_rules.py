@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from order_svc.app import SPEC as ORDER_SPEC
-from shared.db import create_engine
 from shared.metrics import Metrics
+from shared.persistence.database import Database
 from tests.unit.test_compose import REPO_ROOT, load_compose, mounted_file
 from tests.unit.test_dashboards import exported_by_our_services, metric_names
 
@@ -62,7 +62,7 @@ def rules() -> dict[str, dict[str, Any]]:
 def exported_by_order_svc_workers() -> set[str]:
     metrics = Metrics()
     ORDER_SPEC.worker_parts(
-        create_engine("postgresql+asyncpg://nobody@127.0.0.1/none"), metrics.registry
+        Database("postgresql+asyncpg://nobody@127.0.0.1/none"), metrics.registry
     )
     return {family.name for family in metrics.registry.collect()}
 

@@ -1,6 +1,6 @@
 """Process roles: the command line, the ports and migration defaults, and what each role runs.
 
-No I/O: an engine is created but never connects, and no part is started. The roles as running
+No I/O: a database pool is described but never opened, and no part is started. The roles as running
 processes are tested in `tests/e2e/test_roles.py`.
 """
 
@@ -16,8 +16,8 @@ from order_svc.app import SPEC as ORDER_SPEC
 from order_svc.settings import OrderSettings
 from shared import roles, service
 from shared.auth import StaticKeys
-from shared.db import create_engine
 from shared.metrics import Metrics
+from shared.persistence.database import Database
 from shared.roles import Role
 from shared.runtime import Runtime
 from shared.settings import ServiceSettings
@@ -127,7 +127,7 @@ def test_each_role_is_ready_when_what_it_runs_is(role: Role, checks: list[str]) 
             role,
             ORDER_SPEC,
             settings,
-            engine=create_engine(settings.database_url),
+            database=Database(settings.database_url),
             metrics=Metrics(),
             token_keys=StaticKeys([]),
         )

@@ -16,13 +16,7 @@ from shared.events import (
     UserRegistered,
     UserUpdated,
 )
-from user_svc.domain import (
-    ReservationState,
-    User,
-    UserStatus,
-    reject_unknown_user,
-    tombstone,
-)
+from user_svc.domain import Reservation, ReservationState, User, UserStatus
 
 USER_ID = UUID("00000000-0000-4000-8000-0000000000a1")
 ORDER_ID = UUID("00000000-0000-4000-8000-0000000000b1")
@@ -212,7 +206,8 @@ def test_releasing_a_rejected_reservation_is_a_conflict() -> None:
 
 
 def test_an_order_for_an_unknown_user_is_rejected_as_unknown_user_at_version_0() -> None:
-    reservation, event = reject_unknown_user(order_id=ORDER_ID, user_id=USER_ID, amount=300)
+    reservation = Reservation.reject_unknown_user(order_id=ORDER_ID, user_id=USER_ID, amount=300)
+    [event] = reservation.events
 
     assert reservation.state is ReservationState.REJECTED
     assert reservation.reason is CreditRejectionReason.UNKNOWN_USER
@@ -229,9 +224,15 @@ def test_an_order_for_an_unknown_user_is_rejected_as_unknown_user_at_version_0()
 
 
 def test_a_tombstone_remembers_the_order_as_cancelled() -> None:
-    reservation = tombstone(order_id=ORDER_ID, user_id=USER_ID, amount=300)
+    reservation = Reservation.tombstone(order_id=ORDER_ID, user_id=USER_ID, amount=300)
 
     assert reservation.state is ReservationState.CANCELLED
     assert reservation.order_id == ORDER_ID
     assert reservation.user_id == USER_ID
     assert reservation.amount == 300
+
+
+def test_a_tombstone_raises_no_event() -> None:
+    reservation = Reservation.tombstone(order_id=ORDER_ID, user_id=USER_ID, amount=300)
+
+    assert reservation.events == []
