@@ -45,6 +45,7 @@ class HeldRows:
         self._versioned = "version" in table.c
         self._columns = tuple(columns or table.columns)
         self._rows: dict[Any, dict[str, Any] | None] = {}
+        self._locked: set[Any] = set()
         self._stored_versions: dict[Any, int] = {}
         self._inserted: list[Any] = []
         self._changed: dict[Any, set[str]] = {}
@@ -53,13 +54,21 @@ class HeldRows:
         self, connection: asyncpg.Connection, keys: Collection[Any], *, lock: bool
     ) -> None:
         """Read the rows with these keys in one statement, locked until the transaction ends if
-        `lock`; afterwards this knows each key, as a row or as absent."""
-        new = {key for key in keys if key not in self._rows}
+        `lock`; afterwards this knows each key, as a row or as absent. A row read unlocked
+        before is read again, locked, as long as this transaction has not changed it."""
+        known = self._locked if lock else self._rows
+        new = {key for key in keys if key not in known}
         if not new:
             return
+        if changed := new & (self._changed.keys() | set(self._inserted)):
+            raise RuntimeError(
+                f"{self._table.name} {sorted(map(str, changed))} changed before they were locked"
+            )
         rows = await _select_many(self._table, self._key, self._columns, lock).fetch(
             connection, keys=list(new)
         )
+        if lock:
+            self._locked |= new
         self._rows.update(dict.fromkeys(new))
         for row in rows:
             self._rows[row[self._key]] = dict(row)

@@ -90,10 +90,15 @@ class UnitOfWork:
 
     @contextmanager
     def caused_by(self, cause: CloudEvent) -> Iterator[None]:
-        """Events raised inside the block are caused by `cause`."""
-        self._cause = cause
-        yield
+        """Events raised inside the block are caused by `cause`; those raised before it keep
+        the cause they were raised under."""
         self._gather()
+        previous, self._cause = self._cause, cause
+        try:
+            yield
+            self._gather()
+        finally:
+            self._cause = previous
 
     def _gather(self) -> None:
         traceparent = current_traceparent()

@@ -71,6 +71,35 @@ async def test_a_batch_waiting_for_its_first_row_holds_none_of_the_rows_after_it
         assert await is_locked(user_database, higher)
 
 
+async def test_a_row_read_unlocked_is_locked_when_asked_for_update_later(
+    user_database: Database,
+) -> None:
+    user = await add_user(user_database)
+
+    async with unit_of_work(user_database) as uow:
+        await uow.users.get(user.id)
+        assert not await is_locked(user_database, user.id)
+
+        await uow.users.get(user.id, for_update=True)
+
+        assert await is_locked(user_database, user.id)
+
+
+async def test_locking_a_row_the_transaction_already_changed_is_refused(
+    user_database: Database,
+) -> None:
+    user = await add_user(user_database)
+
+    async with unit_of_work(user_database) as uow:
+        loaded = await uow.users.get(user.id)
+        assert loaded is not None
+        loaded.rename("Grace")
+        await uow.users.save(loaded, expected_version=1)
+
+        with pytest.raises(RuntimeError, match="changed before they were locked"):
+            await uow.users.get(user.id, for_update=True)
+
+
 async def test_a_change_is_read_back_within_its_transaction_before_it_is_written(
     user_database: Database,
 ) -> None:

@@ -275,6 +275,23 @@ async def test_each_message_of_a_batch_causes_the_events_raised_while_it_is_hand
     assert (second.subject, second.causationid) == (str(second_user.id), str(second_cause.id))
 
 
+async def test_events_raised_before_a_cause_keep_the_cause_they_were_raised_under(
+    user_database: Database,
+) -> None:
+    first_user, second_user = await add_user(user_database), await add_user(user_database)
+    cause = order_created_by_another_service()
+
+    async with unit_of_work(user_database) as uow:
+        await rename(uow, first_user.id, "Grace")
+        with uow.caused_by(cause):
+            await rename(uow, second_user.id, "Edsger")
+        await uow.commit()
+
+    *_, before, inside = await outbox_events(user_database, outbox)
+    assert (before.subject, before.causationid) == (str(first_user.id), None)
+    assert (inside.subject, inside.causationid) == (str(second_user.id), str(cause.id))
+
+
 async def test_events_without_a_cause_have_no_causation(user_database: Database) -> None:
     await add_user(user_database)
 
