@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import aio_pika
 
-from shared.envelope import CONTENT_TYPE, CloudEvent, encode, wrap
 from shared.events import DomainEvent, OrderCreated, OrderItem
+from shared.messaging.envelope import CONTENT_TYPE, CloudEvent, encode, wrap
 
 ORDER_CREATED = "order.created"
 ITEMS: Sequence[dict[str, int | str]] = (

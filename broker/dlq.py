@@ -2,10 +2,10 @@
 
 A message reaches `<queue>.dlq` in one of two ways:
 
-- the consumer (`shared/consumer.py`) publishes it there, with the original body and properties
-  and `x-dead-letter-reason`, `x-exception-type`, `x-attempts`, `x-original-exchange`,
-  `x-original-routing-key` and `x-original-queue` headers (invalid message, or a handler that
-  kept failing);
+- the consumer (`shared/messaging/consumer.py`) publishes it there, with the original body and
+  properties and `x-dead-letter-reason`, `x-exception-type`, `x-attempts`, `x-original-exchange`,
+  `x-original-routing-key` and `x-original-queue` headers (invalid message, or a handler that kept
+  failing);
 - RabbitMQ dead-letters it itself when the quorum queue's delivery limit is exceeded (a message
   that kept killing the consumer process); it then carries RabbitMQ's `x-death` list and the
   `x-first-death-*` headers instead.

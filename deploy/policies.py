@@ -44,7 +44,7 @@ from broker.definitions import development_definitions
 from broker.k8s import queue_declarations, resource_name
 from broker.topology import TOPOLOGY, Topology
 from deploy.manifests import POD_SPEC_PATH, Document, Finding, Manifest, containers, pod_spec
-from shared.server import SHUTDOWN_DEADLINE_SECONDS
+from shared.runtime.server import SHUTDOWN_DEADLINE_SECONDS
 from shared.settings import ServiceSettings
 
 Rule = Callable[[Sequence[Manifest]], list[Finding]]

@@ -1,9 +1,9 @@
 """`python -m order_svc [all|api|worker|relay|migrate]`: run order_svc, or one role of it (see
-`shared.roles`)."""
+`shared.runtime.roles`)."""
 
 from order_svc.app import SPEC, create_app
 from order_svc.settings import OrderSettings
-from shared import service
+from shared.runtime import composition
 
 if __name__ == "__main__":
-    service.main(SPEC, OrderSettings, create_app)
+    composition.main(SPEC, OrderSettings, create_app)

@@ -16,7 +16,8 @@ from order_svc.domain import Item, OrderStatus
 from order_svc.queries import OrderQueries
 from order_svc.uow import OrderUnitOfWork, unit_of_work
 from shared.errors import Invalid
-from shared.http import CurrentUserId, etag, expected_version
+from shared.web.auth import CurrentUserId
+from shared.web.etags import etag, expected_version
 
 MAX_PAGE_SIZE = 100
 

@@ -10,8 +10,9 @@ from order_svc.pending_orders import PendingOrders
 from order_svc.queries import OrderQueries
 from order_svc.settings import OrderSettings
 from order_svc.uow import unit_of_work
-from shared import service
-from shared.auth import (
+from shared.runtime import composition
+from shared.runtime.roles import Role
+from shared.web.tokens import (
     EitherKeys,
     KeySet,
     RemoteKeys,
@@ -19,9 +20,8 @@ from shared.auth import (
     StaticKeys,
     load_public_keys,
 )
-from shared.roles import Role
 
-SPEC = service.ServiceSpec(
+SPEC = composition.ServiceSpec(
     name="order_svc",
     outbox=models.outbox,
     inbox=models.inbox,
@@ -57,6 +57,6 @@ def token_keys(settings: OrderSettings) -> KeySet:
 
 def create_app(settings: OrderSettings, role: Role = Role.ALL) -> FastAPI:
     """The HTTP app of the `all` or `api` role."""
-    app = service.create_app(SPEC, settings, token_keys(settings), role=role)
+    app = composition.create_app(SPEC, settings, token_keys(settings), role=role)
     app.state.queries = OrderQueries(app.state.database)
     return app

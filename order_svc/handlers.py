@@ -16,7 +16,6 @@ from uuid import UUID, uuid4
 
 from order_svc.domain import Customer, Item, Order
 from order_svc.uow import OrderUnitOfWork
-from shared.envelope import CloudEvent
 from shared.errors import Invalid, NotFound, StaleVersion
 from shared.events import (
     UserCreditRejected,
@@ -25,6 +24,7 @@ from shared.events import (
     UserRegistered,
     UserUpdated,
 )
+from shared.messaging.envelope import CloudEvent
 
 
 @dataclass(frozen=True, kw_only=True)

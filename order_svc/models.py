@@ -23,7 +23,7 @@ from sqlalchemy import (
     Uuid,
 )
 
-from shared.schema import add_messaging_tables
+from shared.messaging.tables import add_messaging_tables
 
 metadata = MetaData()
 

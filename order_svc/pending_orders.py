@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry, Gauge
 
 from order_svc.queries import OrderQueries
-from shared.http import Check
+from shared.web.ops import Check
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ INTERVAL_SECONDS = 15.0
 
 
 class PendingOrders:
-    """A part of the `worker` and `all` roles (see `shared.runtime.Part`)."""
+    """A part of the `worker` and `all` roles (see `shared.runtime.parts.Part`)."""
 
     def __init__(
         self,

@@ -1,6 +1,6 @@
 """Failures the domain and application layers raise, free of any HTTP or broker vocabulary.
 
-The HTTP edge maps each to a problem-details response (`shared.http`); the consumer edge
+The HTTP edge maps each to a problem-details response (`shared.web.problems`); the consumer edge
 treats them like any other handler failure. Keeping them here lets `domain.py` modules raise
 meaningful errors while importing nothing from the web framework.
 """

@@ -13,7 +13,7 @@ import limits
 from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.route_limits import parse_route_limits
+from shared.web.route_limits import parse_route_limits
 
 # The contract's development default for `JWT_SECRET`: public, so never accepted in production.
 DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me-0123456789"  # noqa: S105
@@ -59,7 +59,7 @@ class ServiceSettings(BaseSettings):
         "amqp://guest:guest@127.0.0.1:5672/"
     )
 
-    # Role-dependent defaults (None: decided by the role, see `shared.roles`).
+    # Role-dependent defaults (None: decided by the role, see `shared.runtime.roles`).
     ops_port: Annotated[int | None, Field(gt=0, lt=65536, validation_alias=env("OPS_PORT"))] = None
     migrate_on_start: Annotated[bool | None, Field(validation_alias=env("MIGRATE_ON_START"))] = None
 

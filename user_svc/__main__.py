@@ -1,9 +1,9 @@
 """`python -m user_svc [all|api|worker|relay|migrate]`: run user_svc, or one role of it (see
-`shared.roles`)."""
+`shared.runtime.roles`)."""
 
-from shared import service
+from shared.runtime import composition
 from user_svc.app import SPEC, create_app
 from user_svc.settings import UserSettings
 
 if __name__ == "__main__":
-    service.main(SPEC, UserSettings, create_app)
+    composition.main(SPEC, UserSettings, create_app)

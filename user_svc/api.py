@@ -9,9 +9,11 @@ from fastapi import APIRouter, Depends, Header, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.auth import SigningKey, StaticKeys
 from shared.errors import NotFound, Unauthorized
-from shared.http import RATE_LIMITED, CurrentUserId, etag, expected_version
+from shared.web.auth import CurrentUserId
+from shared.web.etags import etag, expected_version
+from shared.web.openapi import RATE_LIMITED
+from shared.web.tokens import SigningKey, StaticKeys
 from user_svc import handlers
 from user_svc.domain import User
 from user_svc.passwords import Passwords

@@ -6,9 +6,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from broker.topology import USER_SVC_QUEUE
-from shared import service
-from shared.auth import SigningKey, StaticKeys, load_public_keys
-from shared.roles import Role
+from shared.runtime import composition
+from shared.runtime.roles import Role
+from shared.web.tokens import SigningKey, StaticKeys, load_public_keys
 from user_svc import api, handlers, models
 from user_svc.passwords import Passwords
 from user_svc.queries import UserQueries
@@ -16,7 +16,7 @@ from user_svc.settings import UserSettings
 from user_svc.throttle import Throttles
 from user_svc.uow import unit_of_work
 
-SPEC = service.ServiceSpec(
+SPEC = composition.ServiceSpec(
     name="user_svc",
     outbox=models.outbox,
     inbox=models.inbox,
@@ -44,7 +44,7 @@ def create_app(settings: UserSettings, role: Role = Role.ALL) -> FastAPI:
         if settings.jwt_published_keys_file is not None
         else []
     )
-    app = service.create_app(SPEC, settings, StaticKeys([key.public, *published]), role=role)
+    app = composition.create_app(SPEC, settings, StaticKeys([key.public, *published]), role=role)
     app.state.signing_key = key
     app.state.queries = UserQueries(app.state.database)
     app.state.passwords = Passwords()

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
-from shared.envelope import CloudEvent
 from shared.errors import Conflict, NotFound, StaleVersion, Unauthorized
 from shared.events import OrderCancelled, OrderCreated
+from shared.messaging.envelope import CloudEvent
 from user_svc.domain import Reservation, ReservationState, User, UserStatus
 from user_svc.passwords import Passwords
 from user_svc.queries import UserQueries

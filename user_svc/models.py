@@ -15,7 +15,7 @@ from sqlalchemy import (
     func,
 )
 
-from shared.schema import add_messaging_tables
+from shared.messaging.tables import add_messaging_tables
 
 metadata = MetaData()
 

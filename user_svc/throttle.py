@@ -5,7 +5,7 @@ Per client (the peer address) they bound credential stuffing and mass sign-ups; 
 guesses come from. Only failed logins count against an account, so its owner logging in often
 is never locked out by their own successes.
 
-They count in the service's rate-limit store (`shared.rate_limits`): process memory by default,
+They count in the service's rate-limit store (`shared.web.rate_limits`): process memory by default,
 or the Redis of `RATE_LIMIT_STORAGE_URL`, where every replica counts against the same limit.
 Like every limit there, they fail open while that store is unreachable. The moving window: a
 login attempt is rare enough that keeping one entry per attempt costs nothing, and it never
@@ -17,7 +17,7 @@ from __future__ import annotations
 import limits
 
 from shared.errors import TooManyRequests
-from shared.rate_limits import Limiter, RateLimitStore, Usage
+from shared.web.rate_limits import Limiter, RateLimitStore, Usage
 from user_svc.settings import UserSettings
 
 

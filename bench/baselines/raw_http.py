@@ -1,7 +1,7 @@
 """Baseline `raw_http_get_rps`: a bare ASGI endpoint doing one asyncpg row read and a JSON reply.
 
 `GET /orders/{id}` reads the same order row from the same database as order_svc, and is served
-by uvicorn with exactly the configuration `shared.server.run` uses (one process, uvicorn's
+by uvicorn with exactly the configuration `shared.runtime.server.run` uses (one process, uvicorn's
 default loop and HTTP implementation, no access log). What ours adds on top (FastAPI routing and
 validation, the bearer-token check, middleware, SQLAlchemy, the unit of work, the response
 model) is what `http_get_rps / raw_http_get_rps` prices.
@@ -98,7 +98,7 @@ async def _reply(send: Send, status: int, body: bytes) -> None:
 
 
 def serve(app: ASGIApp, port: int) -> None:
-    """uvicorn as `shared.server.run` runs it; both HTTP baselines are served by this."""
+    """uvicorn as `shared.runtime.server.run` runs it; both HTTP baselines are served by this."""
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_config=None, timeout_graceful_shutdown=10
     )

@@ -1,7 +1,7 @@
-"""`consumer_eps` and the inbox growth figure: `shared.consumer.EventConsumer` with user_svc's real
-handlers, unit of work and tables, over pre-published order.created events.
+"""`consumer_eps` and the inbox growth figure: `shared.messaging.consumer.EventConsumer` with
+user_svc's real handlers, unit of work and tables, over pre-published order.created events.
 
-Wired as `shared.runtime.Consumer` wires it, with the service's default prefetch and attempt
+Wired as `shared.runtime.parts.Consumer` wires it, with the service's default prefetch and attempt
 limit. The events are spread over many existing users with ample credit, so each one takes the
 full path: validate, claim in the inbox, lock and version-check the user, reserve the credit,
 write the `user.credit_reserved` outbox row, commit, ack.
@@ -20,9 +20,9 @@ import asyncpg
 from bench.amqp import publish_pipelined, wait_for_depth
 from bench.messages import ORDER_CREATED, amqp_message, order_created
 from broker.topology import TOPOLOGY, USER_SVC_QUEUE, declare
-from shared.consumer import EventConsumer
-from shared.envelope import encode
-from shared.metrics import Metrics
+from shared.messaging.consumer import EventConsumer
+from shared.messaging.envelope import encode
+from shared.observability.metrics import Metrics
 from shared.persistence.database import Database, dsn
 from shared.settings import ServiceSettings
 from user_svc.app import SPEC

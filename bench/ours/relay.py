@@ -1,7 +1,7 @@
-"""`relay_eps` and the outbox-drain growth figure: `shared.relay.OutboxRelay` draining a pre-filled
-outbox of a real, migrated order_svc database into the real topology (quorum queues).
+"""`relay_eps` and the outbox-drain growth figure: `shared.messaging.relay.OutboxRelay` draining a
+pre-filled outbox of a real, migrated order_svc database into the real topology (quorum queues).
 
-The relay is wired exactly as `shared.runtime.Relay` wires it (same database pool, batch size
+The relay is wired exactly as `shared.runtime.parts.Relay` wires it (same database pool, batch size
 and exchange) and driven through `publish_pending`, its claim, publish, confirm and mark loop.
 The LISTEN/NOTIFY wake-up and poll timer are left out: with a backlog waiting they add nothing.
 """
@@ -17,9 +17,9 @@ import asyncpg
 from bench.messages import ORDER_CREATED, order_created_body
 from broker.topology import TOPOLOGY, USER_SVC_QUEUE, declare
 from order_svc.models import outbox
-from shared.metrics import Metrics
+from shared.messaging.relay import OutboxRelay
+from shared.observability.metrics import Metrics
 from shared.persistence.database import Database, dsn
-from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
 
 BATCH_SIZE: int = ServiceSettings.model_fields["relay_batch_size"].default

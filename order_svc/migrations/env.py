@@ -1,4 +1,4 @@
 from order_svc.models import metadata
-from shared.migration_env import run_migrations
+from shared.persistence.migration_env import run_migrations
 
 run_migrations(metadata)

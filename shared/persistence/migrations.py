@@ -2,7 +2,7 @@
 
 Migrations run in a worker thread because Alembic's async env calls `asyncio.run`, which cannot
 nest inside the service's (or a test's) running loop. Replicas may migrate at once: the env
-takes an advisory lock (`shared.migration_env`).
+takes an advisory lock (`shared.persistence.migration_env`).
 """
 
 from __future__ import annotations

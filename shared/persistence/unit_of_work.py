@@ -22,11 +22,11 @@ import asyncpg
 from asyncpg.transaction import Transaction
 from sqlalchemy import Table
 
-from shared import outbox
-from shared.envelope import CloudEvent, wrap
+from shared.messaging import outbox
+from shared.messaging.envelope import CloudEvent, wrap
+from shared.observability.tracing import current_traceparent
 from shared.persistence.database import UNAVAILABLE, Database
 from shared.persistence.repository import Repository
-from shared.tracing import current_traceparent
 
 
 class UnitOfWork:

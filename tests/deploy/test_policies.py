@@ -10,7 +10,7 @@ import pytest
 
 from deploy import policies
 from deploy.manifests import Manifest
-from shared.server import SHUTDOWN_DEADLINE_SECONDS
+from shared.runtime.server import SHUTDOWN_DEADLINE_SECONDS
 from tests.deploy.conftest import of_kind
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from shared.auth import SigningKey
+from shared.web.tokens import SigningKey
 from tests.e2e.harness import Customer, Stack, authorized, register
 from tests.support.settings import SIGNING_KEY
 

@@ -42,10 +42,10 @@ from order_svc.app import SPEC
 from order_svc.domain import Customer
 from order_svc.models import inbox
 from order_svc.uow import OrderUnitOfWork, unit_of_work
-from shared.consumer import EventConsumer
-from shared.envelope import CONTENT_TYPE, TRACEPARENT_PATTERN
 from shared.events import EVENT_TYPES
-from shared.metrics import Metrics
+from shared.messaging.consumer import EventConsumer
+from shared.messaging.envelope import CONTENT_TYPE, TRACEPARENT_PATTERN
+from shared.observability.metrics import Metrics
 from shared.persistence.database import Database
 from shared.settings import ServiceSettings
 from tests.support.waiting import eventually

@@ -49,9 +49,9 @@ from starlette.types import Receive, Scope, Send
 
 from order_svc.app import create_app as create_order_app
 from order_svc.settings import OrderSettings
-from shared.auth import SigningKey
 from shared.persistence.database import drop_database
-from shared.roles import Role
+from shared.runtime.roles import Role
+from shared.web.tokens import SigningKey
 from tests.support.databases import new_database
 from tests.support.settings import NO_RATE_LIMITS
 from user_svc.app import create_app as create_user_app

@@ -10,8 +10,8 @@ from order_svc.app import SPEC
 from order_svc.domain import Customer
 from order_svc.models import inbox
 from order_svc.uow import OrderUnitOfWork, unit_of_work
-from shared.consumer import EventConsumer, Handler
-from shared.metrics import Metrics
+from shared.messaging.consumer import EventConsumer, Handler
+from shared.observability.metrics import Metrics
 from shared.persistence.database import Database
 from tests.support.events import cloud_event
 

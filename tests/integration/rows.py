@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Table, func, select
 from sqlalchemy.sql import Select
 
-from shared.envelope import CloudEvent, decode
+from shared.messaging.envelope import CloudEvent, decode
 from shared.persistence.database import Database
 from shared.persistence.statements import Statement
 

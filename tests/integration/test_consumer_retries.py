@@ -20,9 +20,9 @@ from order_svc import handlers as order_handlers
 from order_svc.domain import Customer
 from order_svc.models import inbox
 from order_svc.uow import OrderUnitOfWork
-from shared.consumer import EventConsumer
-from shared.envelope import CloudEvent
 from shared.events import UserRegistered
+from shared.messaging.consumer import EventConsumer
+from shared.messaging.envelope import CloudEvent
 from shared.persistence.database import Database
 from tests.integration.consumers import consumer_of, customer, registered
 from tests.integration.rows import count_rows

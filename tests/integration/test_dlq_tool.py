@@ -1,7 +1,7 @@
 """The DLQ tool (`python -m broker dlq`, `broker/dlq.py`) on a real RabbitMQ, a vhost per test.
 
-Dead letters are made the two ways they arise in production: published to the DLQ with the
-headers our consumer sets (`shared/consumer.py`), or dead-lettered by RabbitMQ itself from a
+Dead letters are made the two ways they arise in production: published to the DLQ with the headers
+our consumer sets (`shared/messaging/consumer.py`), or dead-lettered by RabbitMQ itself from a
 quorum queue whose delivery limit is exceeded (a queue of the test with a limit of 1, so that it
 takes two deliveries rather than twenty-one).
 """

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Interval, bindparam, func, insert, select, update
 
-from shared.housekeeping import Housekeeper
+from shared.messaging.housekeeping import Housekeeper
 from shared.persistence.database import Database
 from shared.persistence.statements import Statement
 from tests.integration.rows import count_rows

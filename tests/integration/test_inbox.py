@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
-from shared.inbox import claim
+from shared.messaging.inbox import claim
 from shared.persistence.database import Database
 from tests.integration.locks import wait_until_a_backend_waits_on_a_lock
 from user_svc.models import inbox

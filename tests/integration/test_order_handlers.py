@@ -21,7 +21,6 @@ from order_svc.handlers import (
 )
 from order_svc.models import orders, outbox
 from order_svc.uow import unit_of_work
-from shared.envelope import decode, encode, wrap
 from shared.errors import Invalid
 from shared.events import (
     CreditRejectionReason,
@@ -29,6 +28,7 @@ from shared.events import (
     UserCreditRejected,
     UserCreditReserved,
 )
+from shared.messaging.envelope import decode, encode, wrap
 from shared.persistence.database import Database
 from tests.integration.rows import count_rows, outbox_types
 

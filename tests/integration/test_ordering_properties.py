@@ -38,8 +38,6 @@ from order_svc import models as order_models
 from order_svc import uow as order_uow
 from order_svc.domain import Item, OrderStatus
 from order_svc.handlers import PlaceOrder, place_order
-from shared.consumer import EventConsumer, Outcome
-from shared.envelope import decode, encode, wrap
 from shared.events import (
     CreditRejectionReason,
     DomainEvent,
@@ -53,7 +51,9 @@ from shared.events import (
     UserRegistered,
     UserUpdated,
 )
-from shared.metrics import Metrics
+from shared.messaging.consumer import EventConsumer, Outcome
+from shared.messaging.envelope import decode, encode, wrap
+from shared.observability.metrics import Metrics
 from shared.persistence.database import Database, drop_database
 from shared.persistence.statements import Statement
 from tests.support.databases import new_database

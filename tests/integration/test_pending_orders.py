@@ -14,12 +14,12 @@ from order_svc.models import orders
 from order_svc.pending_orders import PendingOrders
 from order_svc.queries import OrderQueries
 from order_svc.settings import OrderSettings
-from shared import service
-from shared.auth import StaticKeys
-from shared.metrics import Metrics
+from shared.observability.metrics import Metrics
 from shared.persistence.database import Database
 from shared.persistence.statements import Statement
-from shared.roles import Role
+from shared.runtime import composition
+from shared.runtime.roles import Role
+from shared.web.tokens import StaticKeys
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +83,7 @@ async def test_no_pending_order_is_an_age_of_zero(order_database: Database) -> N
 )
 def test_the_roles_that_consume_measure_pending_orders(role: Role, measures: bool) -> None:
     settings = OrderSettings()
-    parts = service.parts_of(
+    parts = composition.parts_of(
         role,
         SPEC,
         settings,

@@ -23,13 +23,13 @@ from aio_pika.abc import (
 from sqlalchemy import bindparam, func, select
 
 from broker.topology import TOPOLOGY, declare
-from shared import outbox
-from shared.envelope import CONTENT_TYPE, CloudEvent, decode, wrap
 from shared.events import DomainEvent, UserUpdated
-from shared.metrics import Metrics
+from shared.messaging import outbox
+from shared.messaging.envelope import CONTENT_TYPE, CloudEvent, decode, wrap
+from shared.messaging.relay import OutboxRelay
+from shared.observability.metrics import Metrics
 from shared.persistence.database import Database
 from shared.persistence.statements import Statement
-from shared.relay import OutboxRelay
 from tests.support.waiting import eventually
 from user_svc import models
 from user_svc.domain import User

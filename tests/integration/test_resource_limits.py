@@ -11,8 +11,8 @@ from order_svc.app import SPEC, create_app
 from order_svc.models import inbox
 from order_svc.settings import OrderSettings
 from order_svc.uow import unit_of_work
-from shared.consumer import EventConsumer, Outcome
-from shared.metrics import Metrics
+from shared.messaging.consumer import EventConsumer, Outcome
+from shared.observability.metrics import Metrics
 from shared.persistence.database import Database
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 
 from order_svc.app import create_app as create_order_app
 from order_svc.settings import OrderSettings
-from shared.rate_limits import STORE_TIMEOUT_SECONDS
+from shared.web.rate_limits import STORE_TIMEOUT_SECONDS
 from tests.e2e.harness import JWT_SECRET, SIGNING_KEY, eventually
 from tests.support.redis import REDIS
 from user_svc.app import create_app as create_user_app
@@ -264,10 +264,10 @@ async def test_an_outage_of_redis_is_logged_once_however_many_requests_fail(
             await orders.get("/orders")
             return storage_errors((await client(app).get("/metrics")).text) >= 2
 
-        with caplog.at_level(logging.ERROR, logger="shared.rate_limits"):
+        with caplog.at_level(logging.ERROR, logger="shared.web.rate_limits"):
             await eventually(failed_twice, timeout=10, what="two failed store calls")
 
-    assert len([r for r in caplog.records if r.name == "shared.rate_limits"]) == 1
+    assert len([r for r in caplog.records if r.name == "shared.web.rate_limits"]) == 1
 
 
 async def test_a_redis_that_never_answers_does_not_hold_requests(

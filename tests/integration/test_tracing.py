@@ -21,13 +21,13 @@ from sqlalchemy import Table, bindparam, select
 from order_svc import app as order_app
 from order_svc import models as order_models
 from order_svc.settings import OrderSettings
-from shared.auth import SigningKey
-from shared.consumer import EventConsumer, Outcome
-from shared.metrics import Metrics
+from shared.messaging.consumer import EventConsumer, Outcome
+from shared.observability.metrics import Metrics
 from shared.persistence.database import Database
 from shared.persistence.statements import Statement
 from shared.persistence.unit_of_work import UnitOfWork
-from shared.service import ServiceSpec
+from shared.runtime.composition import ServiceSpec
+from shared.web.tokens import SigningKey
 from user_svc import app as user_app
 from user_svc import handlers as user_handlers
 from user_svc import models as user_models

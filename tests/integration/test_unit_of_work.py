@@ -12,9 +12,9 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
-from shared.envelope import CloudEvent, wrap
 from shared.events import DomainEvent, OrderCreated, OrderItem
-from shared.outbox import NOTIFY_CHANNEL
+from shared.messaging.envelope import CloudEvent, wrap
+from shared.messaging.outbox import NOTIFY_CHANNEL
 from shared.persistence.database import UNAVAILABLE, Database, dsn
 from tests.integration.rows import count_rows, outbox_events
 from tests.support.waiting import eventually

@@ -13,9 +13,9 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from shared.envelope import CloudEvent, decode, encode, wrap
 from shared.errors import Conflict
 from shared.events import DomainEvent, EventData, OrderCancelled, OrderCreated, OrderItem
+from shared.messaging.envelope import CloudEvent, decode, encode, wrap
 from shared.persistence.database import Database
 from tests.integration.locks import wait_until_a_backend_waits_on_a_lock
 from tests.integration.rows import outbox_events

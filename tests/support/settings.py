@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.auth import SigningKey
+from shared.web.tokens import SigningKey
 
 JWT_SECRET = "end-to-end-test-secret-0123456789abcdef"
 # The key user_svc derives from JWT_SECRET: tests mint tokens for users only order_svc knows.

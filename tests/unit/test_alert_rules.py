@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from order_svc.app import SPEC as ORDER_SPEC
-from shared.metrics import Metrics
+from shared.observability.metrics import Metrics
 from shared.persistence.database import Database
 from tests.unit.test_compose import REPO_ROOT, load_compose, mounted_file
 from tests.unit.test_dashboards import exported_by_our_services, metric_names

@@ -10,9 +10,8 @@ from uuid import UUID
 import pytest
 from jsonschema import Draft202012Validator
 
+from broker import catalogue
 from broker.topology import TOPOLOGY, Queue, Topology
-from shared import catalogue
-from shared.envelope import CloudEvent, decode, encode, wrap
 from shared.events import (
     EVENT_TYPES,
     CreditRejectionReason,
@@ -30,6 +29,7 @@ from shared.events import (
     UserRegistered,
     UserUpdated,
 )
+from shared.messaging.envelope import CloudEvent, decode, encode, wrap
 
 USER_ID = UUID("00000000-0000-4000-8000-000000000001")
 ORDER_ID = UUID("00000000-0000-4000-8000-000000000002")

@@ -1,9 +1,9 @@
 """The observability profile, checked offline: Prometheus, Grafana and the committed dashboard.
 
-A dashboard fails silently: a panel whose query names a metric nobody exports just shows "No
-data". So every metric a panel queries must be one our services export (`shared/metrics.py`, read
-from the code) or one of RabbitMQ's, and the files must point at each other the way compose mounts
-them (scrape targets, data source uid, dashboard folder).
+A dashboard fails silently: a panel whose query names a metric nobody exports just shows "No data".
+So every metric a panel queries must be one our services export (`shared/observability/metrics.py`,
+read from the code) or one of RabbitMQ's, and the files must point at each other the way compose
+mounts them (scrape targets, data source uid, dashboard folder).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from broker.topology import TOPOLOGY
-from shared.metrics import Metrics
+from shared.observability.metrics import Metrics
 from tests.unit.test_compose import (
     REPO_ROOT,
     environment_of,
@@ -74,7 +74,7 @@ def metric_names(expression: str) -> set[str]:
 
 
 def exported_by_our_services() -> set[str]:
-    """The sample names `shared.metrics.Metrics` exposes on /metrics."""
+    """The sample names `shared.observability.metrics.Metrics` exposes on /metrics."""
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
     return {
         family.name + suffix

@@ -9,7 +9,8 @@ from uuid import UUID
 
 import pytest
 
-from shared.envelope import (
+from shared.events import DomainEvent, OrderCreated, OrderItem, UserCreditReserved
+from shared.messaging.envelope import (
     TRACEPARENT_PATTERN,
     CloudEvent,
     InvalidEvent,
@@ -18,7 +19,6 @@ from shared.envelope import (
     encode,
     wrap,
 )
-from shared.events import DomainEvent, OrderCreated, OrderItem, UserCreditReserved
 
 USER_ID = UUID("00000000-0000-4000-8000-0000000000a1")
 ORDER_ID = UUID("00000000-0000-4000-8000-0000000000b1")

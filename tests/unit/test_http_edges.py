@@ -10,7 +10,7 @@ import pytest
 
 from order_svc.api import _decode_cursor, _encode_cursor
 from shared.errors import Invalid, PreconditionRequired, StaleVersion
-from shared.http import etag, expected_version
+from shared.web.etags import etag, expected_version
 
 USER_ID = UUID("00000000-0000-4000-8000-0000000000a1")
 ORDER_ID = UUID("00000000-0000-4000-8000-0000000000b1")

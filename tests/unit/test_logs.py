@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.envelope import wrap
 from shared.events import DomainEvent, UserUpdated
-from shared.logs import configure_logging, message_context
+from shared.messaging.envelope import wrap
+from shared.observability.logs import configure_logging, message_context
 
 
 @pytest.fixture
@@ -62,8 +62,8 @@ def test_a_line_written_while_handling_a_message_carries_its_identity(
     )
 
     with message_context(envelope):
-        logging.getLogger("shared.consumer").warning("retrying")
-    logging.getLogger("shared.consumer").warning("after")
+        logging.getLogger("shared.messaging.consumer").warning("retrying")
+    logging.getLogger("shared.messaging.consumer").warning("after")
 
     during, after = lines(json_logs)[-2:]
     assert during["event_id"] == str(envelope.id)
@@ -81,7 +81,7 @@ def test_an_exception_is_rendered_inside_the_json_line(
     try:
         raise RuntimeError("boom")
     except RuntimeError:
-        logging.getLogger("shared.relay").exception("relay failed")
+        logging.getLogger("shared.messaging.relay").exception("relay failed")
 
     line = lines(json_logs)[-1]
 

@@ -9,8 +9,8 @@ import pytest
 
 from order_svc.app import token_keys
 from order_svc.settings import OrderSettings
-from shared.auth import EitherKeys, SigningKey, StaticKeys, verify_token
 from shared.errors import Unauthorized
+from shared.web.tokens import EitherKeys, SigningKey, StaticKeys, verify_token
 
 USER_ID = UUID("00000000-0000-4000-8000-0000000000a1")
 SECRET = "order-keys-test-secret-0123456789abcdef"

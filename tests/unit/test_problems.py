@@ -7,7 +7,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from shared.http import install_problem_handlers
+from shared.web.problems import install_problem_handlers
 
 
 async def answer_to(error: Exception) -> httpx.Response:

@@ -11,8 +11,8 @@ from uuid import UUID
 
 import pytest
 
-from shared.auth import EitherKeys, RemoteKeys, SigningKey, StaticKeys, verify_token
 from shared.errors import Unauthorized
+from shared.web.tokens import EitherKeys, RemoteKeys, SigningKey, StaticKeys, verify_token
 
 USER_ID = UUID("00000000-0000-4000-8000-0000000000a1")
 OLD_KEY = SigningKey.from_secret("remote-keys-test-secret-number-one-0001")

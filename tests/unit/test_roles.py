@@ -14,13 +14,14 @@ from fastapi import FastAPI
 
 from order_svc.app import SPEC as ORDER_SPEC
 from order_svc.settings import OrderSettings
-from shared import roles, service
-from shared.auth import StaticKeys
-from shared.metrics import Metrics
+from shared.observability.metrics import Metrics
 from shared.persistence.database import Database
-from shared.roles import Role
-from shared.runtime import Runtime
+from shared.runtime import composition as service
+from shared.runtime import roles
+from shared.runtime.parts import Runtime
+from shared.runtime.roles import Role
 from shared.settings import ServiceSettings
+from shared.web.tokens import StaticKeys
 from user_svc.settings import UserSettings
 
 ROLE_ENV = ("OPS_PORT", "MIGRATE_ON_START", "USER_SVC_PORT", "ORDER_SVC_PORT")

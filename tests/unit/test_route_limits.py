@@ -8,10 +8,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from shared.auth import StaticKeys, TokenVerifier
-from shared.metrics import Metrics
-from shared.route_limits import InvalidRateLimits, install_rate_limits, parse_route_limits
+from shared.observability.metrics import Metrics
 from shared.settings import ServiceSettings
+from shared.web.route_limits import InvalidRateLimits, install_rate_limits, parse_route_limits
+from shared.web.tokens import StaticKeys, TokenVerifier
 
 
 def test_route_limits_are_read_per_method_and_path_template() -> None:

@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from shared.auth import (
+from shared.errors import Unauthorized
+from shared.web.tokens import (
     ALGORITHM,
     AUDIENCE,
     ISSUER,
@@ -28,7 +29,6 @@ from shared.auth import (
     public_jwk,
     verify_token,
 )
-from shared.errors import Unauthorized
 
 USER_ID = UUID("00000000-0000-4000-8000-0000000000a1")
 KEY = SigningKey.from_secret("unit-test-secret-of-at-least-32-bytes-0001")

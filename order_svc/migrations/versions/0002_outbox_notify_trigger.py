@@ -8,7 +8,10 @@ Create Date: 2026-11-22 04:00:00.000000
 
 from collections.abc import Sequence
 
-from shared.migration_ops import create_outbox_notify_trigger, drop_outbox_notify_trigger
+from shared.persistence.migration_ops import (
+    create_outbox_notify_trigger,
+    drop_outbox_notify_trigger,
+)
 
 # revision identifiers, used by Alembic.
 revision: str = "0002"

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from shared.migration_ops import create_messaging_tables, drop_messaging_tables
+from shared.persistence.migration_ops import create_messaging_tables, drop_messaging_tables
 
 # revision identifiers, used by Alembic.
 revision: str = "0001"

@@ -1,4 +1,5 @@
-"""Alembic operations creating the messaging tables (`shared.schema`) in a service's database.
+"""Alembic operations creating the messaging tables (`shared.messaging.tables`) in a service's
+database.
 
 Both services' first migration calls these, so the DDL of `outbox` and `inbox` exists once.
 A later change to these tables gets a function of its own here, called by a new migration of

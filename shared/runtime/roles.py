@@ -11,8 +11,8 @@ safe):
 - `relay`: the outbox relay;
 - `migrate`: bring the database to head, creating it if it is missing, and exit.
 
-Which parts make up each role is decided in one place, `shared.service`. This module owns the
-names, the command line and the two settings whose defaults depend on the role.
+Which parts make up each role is decided in one place, `shared.runtime.composition`. This module
+owns the names, the command line and the two settings whose defaults depend on the role.
 """
 
 from __future__ import annotations

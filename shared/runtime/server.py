@@ -1,7 +1,7 @@
 """The HTTP server every long-running role runs (uvicorn), and how it stops.
 
 SIGTERM or SIGINT stops taking connections, lets in-flight requests finish, then runs the app's
-shutdown, which drains the role's parts (`shared.runtime`). A shutdown that hangs has two ways
+shutdown, which drains the role's parts (`shared.runtime.parts`). A shutdown that hangs has two ways
 out: a second signal exits at once, and so does the deadline after the first. A hard exit loses
 nothing: messages are acked only after their commit (the broker redelivers the rest) and outbox
 rows stay unpublished until a relay confirms them.

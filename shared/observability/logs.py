@@ -16,7 +16,7 @@ from typing import Literal
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from shared.envelope import CloudEvent
+from shared.messaging.envelope import CloudEvent
 
 
 def configure_logging(*, service: str, format: Literal["json", "console"]) -> None:

@@ -4,10 +4,10 @@ Each part starts, stops, and names the readiness checks it brings, so a process'
 checks exactly what that process runs: the database it always needs, the token keys of an HTTP
 API, the broker connection of a relay or a consumer, a consumer still subscribed.
 
-A `Runtime` starts its parts in order and stops them in reverse. Composed as the roles compose
-them (`shared.service`), shutdown stops the consumer first (in-flight messages finish and are
-acked), then housekeeping, then the relay (its batch in flight is published and marked), and
-closes the connections last. Start-up waits for the broker with backoff instead of crashing.
+A `Runtime` starts its parts in order and stops them in reverse. Composed as the roles compose them
+(`shared.runtime.composition`), shutdown stops the consumer first (in-flight messages finish and are
+acked), then housekeeping, then the relay (its batch in flight is published and marked), and closes
+the connections last. Start-up waits for the broker with backoff instead of crashing.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ from tenacity import AsyncRetrying, before_sleep_log, stop_after_delay, wait_exp
 
 from broker.ownership import declare_for_service
 from broker.topology import TOPOLOGY, Queue
-from shared.auth import KeySet
-from shared.consumer import EventConsumer, Handler
-from shared.housekeeping import Housekeeper
-from shared.http import Check
-from shared.metrics import Metrics
+from shared.messaging.consumer import EventConsumer, Handler
+from shared.messaging.housekeeping import Housekeeper
+from shared.messaging.relay import OutboxRelay
+from shared.observability.metrics import Metrics
 from shared.persistence.database import Database
 from shared.persistence.unit_of_work import UnitOfWork
-from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
+from shared.web.ops import Check
+from shared.web.tokens import KeySet
 
 log = logging.getLogger(__name__)
 

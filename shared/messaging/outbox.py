@@ -2,7 +2,7 @@
 
 This is the only way an event leaves a service: nothing publishes to the broker from a request
 or a handler. If the transaction rolls back, its events vanish with it; if it commits, the relay
-will publish them (at least once). A trigger on the table (`shared.migration_ops`) sends
+will publish them (at least once). A trigger on the table (`shared.persistence.migration_ops`) sends
 `NOTIFY outbox`, which is transactional too: the relay is woken exactly when the rows become
 visible, never before.
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import asyncpg
 from sqlalchemy import Table, bindparam, insert
 
-from shared.envelope import CloudEvent, encode
+from shared.messaging.envelope import CloudEvent, encode
 from shared.persistence.statements import Statement
 
 # The channel the outbox trigger (migration 0002 of each service) notifies on.

@@ -31,9 +31,9 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.sql import func
 
-from shared.envelope import CONTENT_TYPE
-from shared.metrics import Metrics
-from shared.outbox import NOTIFY_CHANNEL
+from shared.messaging.envelope import CONTENT_TYPE
+from shared.messaging.outbox import NOTIFY_CHANNEL
+from shared.observability.metrics import Metrics
 from shared.persistence.database import Database, dsn
 from shared.persistence.statements import Statement
 

@@ -24,23 +24,14 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Table
 
 from broker.topology import Queue
-from shared import roles, server
-from shared.auth import KeySet, TokenVerifier
-from shared.consumer import Handler
-from shared.http import (
-    document_problems,
-    install_observability_middleware,
-    install_problem_handlers,
-    install_request_size_limit,
-    ops_router,
-)
-from shared.logs import configure_logging
-from shared.metrics import Metrics
+from shared.messaging.consumer import Handler
+from shared.observability.logs import configure_logging
+from shared.observability.metrics import Metrics
+from shared.observability.tracing import configure_tracing
 from shared.persistence.database import Database, ensure_database, without_password
 from shared.persistence.migrations import migrate
-from shared.roles import Role
-from shared.route_limits import install_rate_limits
-from shared.runtime import (
+from shared.runtime import roles, server
+from shared.runtime.parts import (
     Broker,
     Consumer,
     DatabasePool,
@@ -51,8 +42,14 @@ from shared.runtime import (
     TokenKeys,
     UnitOfWorkFactory,
 )
+from shared.runtime.roles import Role
 from shared.settings import ServiceSettings
-from shared.tracing import configure_tracing
+from shared.web.middleware import install_observability_middleware, install_request_size_limit
+from shared.web.openapi import document_problems
+from shared.web.ops import ops_router
+from shared.web.problems import install_problem_handlers
+from shared.web.route_limits import install_rate_limits
+from shared.web.tokens import KeySet, TokenVerifier
 
 log = logging.getLogger(__name__)
 

@@ -50,12 +50,12 @@ from opentelemetry.trace import SpanKind
 from sqlalchemy import Table
 
 from broker.topology import Queue
-from shared import inbox
-from shared.envelope import CONTENT_TYPE, CloudEvent, InvalidEvent, decode
-from shared.logs import message_context
-from shared.metrics import Metrics
+from shared.messaging import inbox
+from shared.messaging.envelope import CONTENT_TYPE, CloudEvent, InvalidEvent, decode
+from shared.observability.logs import message_context
+from shared.observability.metrics import Metrics
+from shared.observability.tracing import continued_span
 from shared.persistence.unit_of_work import UnitOfWork
-from shared.tracing import continued_span
 
 log = logging.getLogger(__name__)
 

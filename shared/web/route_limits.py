@@ -36,13 +36,13 @@ from fastapi import FastAPI
 from fastapi.security.utils import get_authorization_scheme_param
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import TokenVerifier
 from shared.errors import Unauthorized
-from shared.http import problem
-from shared.rate_limits import Limiter, RateLimitStore, Usage
+from shared.web.problems import problem
+from shared.web.rate_limits import Limiter, RateLimitStore, Usage
+from shared.web.tokens import TokenVerifier
 
 if TYPE_CHECKING:
-    from shared.metrics import Metrics
+    from shared.observability.metrics import Metrics
     from shared.settings import ServiceSettings
 
 READS = "reads"

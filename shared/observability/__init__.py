@@ -1,0 +1,1 @@
+"""Logs, metrics and traces, configured the same way in every service process."""

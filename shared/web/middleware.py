@@ -1,0 +1,131 @@
+"""The middleware around every request: observed (counted, timed, traced) and size-limited.
+
+Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs each
+request in an extra task with a memory stream, which cost more than the rest of a simple read
+(see README Performance).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.messaging.envelope import TRACEPARENT_PATTERN
+from shared.observability.metrics import Metrics
+from shared.observability.tracing import request_span
+from shared.web.problems import problem
+
+
+def install_observability_middleware(app: FastAPI, metrics: Metrics) -> None:
+    app.add_middleware(Observability, metrics=metrics)
+
+
+class Observability:
+    """Count and time every request, and run it in a server span continuing the caller's trace.
+
+    Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs each
+    request in an extra task with a memory stream, which cost more than the rest of a simple
+    read (see README Performance).
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self._app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        method: str = scope["method"]
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        traceparent = _traceparent(dict(scope["headers"]).get(b"traceparent"))
+        with request_span(method, traceparent=traceparent) as span:
+            try:
+                await self._app(scope, receive, recording_send)
+            finally:
+                route = _route_template(scope)
+                if span.is_recording():
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.request.method", method)
+                    span.set_attribute("http.route", route)
+                    span.set_attribute("http.response.status_code", status)
+                self._metrics.http_requests.labels(method, route, str(status)).inc()
+                self._metrics.http_request_duration.labels(method, route).observe(
+                    time.perf_counter() - started
+                )
+
+
+def _route_template(scope: Scope) -> str:
+    """The route's path template (`/orders/{order_id}`), so ids do not explode label cardinality."""
+    return str(getattr(scope.get("route"), "path", "unmatched"))
+
+
+_TRACEPARENT = re.compile(TRACEPARENT_PATTERN)
+
+
+def _traceparent(header: bytes | None) -> str | None:
+    """The caller's W3C trace context, if it sent a well-formed one."""
+    value = header.decode("latin-1") if header else None
+    return value if value and _TRACEPARENT.fullmatch(value) else None
+
+
+def install_request_size_limit(app: FastAPI, max_bytes: int) -> None:
+    app.add_middleware(RequestSizeLimit, max_bytes=max_bytes)
+
+
+class RequestSizeLimit:
+    """Refuse request bodies over `max_bytes` with 413, before they are read into memory.
+
+    Both a declared `Content-Length` and the bytes actually received count, so a chunked body
+    cannot slip past the limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self._app = app
+        self._max = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        refused = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self._max and not refused:
+                # Answer now and tell the app the client went away; whatever it still tries
+                # to send is dropped below.
+                refused = True
+                await self._refuse(scope, receive, send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self._app(scope, counting_receive, guarded_send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(
+            413, "Content Too Large", f"request bodies are limited to {self._max} bytes"
+        )
+        await response(scope, receive, send)
