@@ -15,7 +15,6 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    true,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -62,41 +61,24 @@ _ORDER_BY_KEY = Statement(
         orders.c.idempotency_key == bindparam("idempotency_key"),
     )
 )
-# An order and its items in one statement: the items travel as one array per column, and are
-# inserted only if the order was (a replayed idempotency key inserts neither).
-_ITEM_ARRAYS = {
-    "position": "positions",
-    "sku": "skus",
-    "quantity": "quantities",
-    "unit_price": "unit_prices",
-}
-_ADDED = (
+_ADD_ORDER = Statement(
     pg_insert(orders)
     .values({column.name: bindparam(column.name) for column in orders.columns})
     .on_conflict_do_nothing(constraint="uq_orders_idempotency_key")
     .returning(orders.c.id)
-    .cte("added")
 )
-_ITEMS = (
-    func.unnest(
-        *(
-            bindparam(array, type_=ARRAY(order_items.c[column].type))
-            for column, array in _ITEM_ARRAYS.items()
-        )
-    )
-    .table_valued(*_ITEM_ARRAYS)
-    .render_derived()
-)
-_ADD_ORDER = Statement(
-    select(_ADDED.c.id).add_cte(
-        insert(order_items)
-        .from_select(
-            ["order_id", *_ITEM_ARRAYS],
-            select(_ADDED.c.id, *(_ITEMS.c[column] for column in _ITEM_ARRAYS)).select_from(
-                _ADDED.join(_ITEMS, true())
+# The items travel as one array per column: one statement whatever their number.
+_ITEM_COLUMNS = ("position", "sku", "quantity", "unit_price")
+_ADD_ITEMS = Statement(
+    insert(order_items).from_select(
+        ["order_id", *_ITEM_COLUMNS],
+        select(
+            bindparam("order_id", type_=order_items.c.order_id.type),
+            *(
+                func.unnest(bindparam(column, type_=ARRAY(order_items.c[column].type)))
+                for column in _ITEM_COLUMNS
             ),
-        )
-        .cte("added_items")
+        ),
     )
 )
 _CUSTOMER = Statement(select(customers).where(customers.c.id == bindparam("user_id")))
@@ -139,13 +121,17 @@ class Orders(Repository[Order]):
             updated_at=order.updated_at,
             idempotency_key=idempotency_key,
             request_fingerprint=fingerprint,
-            positions=list(range(len(order.items))),
-            skus=[item.sku for item in order.items],
-            quantities=[item.quantity for item in order.items],
-            unit_prices=[item.unit_price for item in order.items],
         )
         if added is None:
             return False
+        await _ADD_ITEMS.execute(
+            self.connection,
+            order_id=order.id,
+            position=list(range(len(order.items))),
+            sku=[item.sku for item in order.items],
+            quantity=[item.quantity for item in order.items],
+            unit_price=[item.unit_price for item in order.items],
+        )
         self.seen(order)
         return True
 
