@@ -18,12 +18,8 @@ WAL flush) and of the row locks by the batch, and costs no latency: a worker nev
 a batch. If anything in a batch fails, the transaction rolls back and each of its messages is
 applied again on its own, so one bad message only ever affects itself.
 
-A failing handler (database down, deadlock, a bug) does not block the queue: the message is
-parked in the queue's delay queue for its attempt (`x-attempt` header counts attempts) and comes
-back after the delay, while the messages behind it go on. After `max_attempts` it goes to the DLQ
-with the exception type, message and attempt count in headers. The copy is published (and
-confirmed) before the original is acked: a crash in between duplicates, which the inbox absorbs,
-and never loses.
+What becomes of each message afterwards (ack, retry, dead letter) is `shared.messaging.retries`;
+the logging context, tracing and metrics around it are middleware (`shared.messaging.middleware`).
 """
 
 from __future__ import annotations
@@ -33,43 +29,40 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
     AbstractIncomingMessage,
     AbstractQueue,
 )
-from opentelemetry.trace import SpanKind
 from sqlalchemy import Table
 
 from broker.topology import Queue
 from shared.messaging import inbox
 from shared.messaging.envelope import CONTENT_TYPE, CloudEvent, InvalidEvent, decode
-from shared.observability.logs import message_context
+from shared.messaging.middleware import (
+    ConsumerMiddleware,
+    Delivery,
+    Handling,
+    LogContext,
+    Measured,
+    Outcome,
+    Result,
+    Tracing,
+    chain_handle,
+    chain_settle,
+)
+from shared.messaging.retries import RetryRouting
 from shared.observability.metrics import Metrics
-from shared.observability.tracing import continued_span
 from shared.persistence.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 U = TypeVar("U", bound=UnitOfWork)
 Handler = Callable[[Any, CloudEvent, U], Awaitable[None]]
-
-
-class Outcome(StrEnum):
-    APPLIED = "applied"
-    DUPLICATE = "duplicate"
-    FAILED = "failed"
-    """The handler raised: worth another attempt."""
-    INVALID = "invalid"
-    """The message can never be processed here: straight to the DLQ."""
 
 
 @dataclass(frozen=True)
@@ -79,22 +72,6 @@ class _Decoded:
     envelope: CloudEvent
     data: Any
     handler: Handler[Any]
-
-
-@dataclass(frozen=True)
-class Result:
-    outcome: Outcome
-    envelope: CloudEvent | None = None
-    reason: str | None = None
-    exception_type: str | None = None
-
-    @property
-    def event_type(self) -> str:
-        return self.envelope.type if self.envelope else "unknown"
-
-
-ATTEMPT_HEADER = "x-attempt"
-MAX_HEADER_TEXT = 1_000
 
 
 class EventConsumer(Generic[U]):
@@ -120,9 +97,7 @@ class EventConsumer(Generic[U]):
         self._handlers = handlers
         self._unit_of_work = unit_of_work
         self._inbox = inbox_table
-        self._metrics = metrics
         self._prefetch = prefetch
-        self._max_attempts = max_attempts
         self._max_message_bytes = max_message_bytes
         self._batch_size = batch_size
         self._channel: AbstractChannel | None = None
@@ -130,6 +105,16 @@ class EventConsumer(Generic[U]):
         self._consumer_tag: str | None = None
         self._delivered: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
+        middleware: tuple[ConsumerMiddleware, ...] = (
+            LogContext(),
+            Tracing(queue.name),
+            Measured(metrics),
+        )
+        self._handle = chain_handle(middleware, _run)
+        self._settle = chain_settle(
+            middleware,
+            RetryRouting(queue=queue, channel=lambda: self._channel, max_attempts=max_attempts),
+        )
 
     @property
     def name(self) -> str:
@@ -209,9 +194,6 @@ class EventConsumer(Generic[U]):
             envelope, data = decode(body)
         except InvalidEvent as error:
             return Result(Outcome.INVALID, reason=error.reason, exception_type="InvalidEvent")
-        self._metrics.event_age.labels(envelope.type).observe(
-            max((datetime.now(UTC) - envelope.time).total_seconds(), 0.0)
-        )
         handler = self._handlers.get(envelope.type)
         if handler is None:
             return Result(
@@ -271,19 +253,14 @@ class EventConsumer(Generic[U]):
         return results
 
     async def _run_handler(self, message: _Decoded, uow: U) -> None:
+        """The handler inside the middleware chain; its events are caused by its message."""
         envelope = message.envelope
-        with (
-            message_context(envelope),
-            continued_span(
-                f"{envelope.type} process",
-                traceparent=envelope.traceparent,
-                kind=SpanKind.CONSUMER,
-            ) as span,
-        ):
-            span.set_attribute("messaging.destination.name", self.queue.name)
-            span.set_attribute("messaging.message.id", str(envelope.id))
+
+        async def run() -> None:
             with uow.caused_by(envelope):
                 await message.handler(message.data, envelope, uow)
+
+        await self._handle(Handling(envelope=envelope, run=run))
 
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
         self._delivered.put_nowait(message)
@@ -306,7 +283,7 @@ class EventConsumer(Generic[U]):
                     self._delivered.task_done()
 
     async def _process(self, batch: Sequence[AbstractIncomingMessage]) -> None:
-        started = time.perf_counter()
+        started, received_at = time.perf_counter(), time.time()
         decoded = [self._decode(m.body, m.content_type) for m in batch]
         ready = [d for d in decoded if isinstance(d, _Decoded)]
         applied: dict[int, Result] = {}
@@ -325,99 +302,20 @@ class EventConsumer(Generic[U]):
                 result = applied.get(id(outcome)) or await self._apply_one(outcome)
             else:
                 result = outcome
-            await self._finish(message, result, started)
+            await self._finish(Delivery(message, result, received_at, started))
 
-    async def _finish(
-        self, message: AbstractIncomingMessage, result: Result, started: float
-    ) -> None:
-        """Settle (retry or dead-letter) and ack one message, then count it."""
+    async def _finish(self, delivery: Delivery) -> None:
+        """Settle the delivery through the middleware chain; give it back if that fails."""
         try:
-            with message_context(result.envelope) if result.envelope else nullcontext():
-                settled = await self._settle(message, result, _attempt(message))
-            await message.ack()
+            await self._settle(delivery)
         except Exception:
             # Could not even park or dead-letter it (broker or channel trouble): give it back.
             # RabbitMQ's delivery limit dead-letters it if this repeats forever.
+            message = delivery.message
             log.exception("could not settle message %s, requeueing it", message.message_id)
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
-            return
-        self._metrics.messages_consumed.labels(result.event_type, settled).inc()
-        self._metrics.handler_duration.labels(result.event_type).observe(
-            time.perf_counter() - started
-        )
-
-    async def _settle(self, message: AbstractIncomingMessage, result: Result, attempt: int) -> str:
-        """Park a failed message for a retry or dead-letter it; return the outcome to count."""
-        if result.outcome is Outcome.FAILED and attempt < self._max_attempts:
-            retry_queue = self.queue.retry_queue(attempt)
-            log.warning(
-                "%s %s failed (attempt %d of %d), retrying via %s: %s",
-                result.event_type,
-                message.message_id,
-                attempt,
-                self._max_attempts,
-                retry_queue,
-                result.reason,
-            )
-            await self._forward(
-                message,
-                retry_queue,
-                {ATTEMPT_HEADER: attempt + 1, "x-last-error": result.reason},
-            )
-            return "retried"
-        if result.outcome in (Outcome.FAILED, Outcome.INVALID):
-            log.error(
-                "dead-lettering %s %s from %s after %d attempt(s): %s",
-                result.event_type,
-                message.message_id,
-                self.queue.name,
-                attempt,
-                result.reason,
-            )
-            await self._forward(
-                message,
-                self.queue.dead_letter_queue,
-                {
-                    "x-dead-letter-reason": result.reason,
-                    "x-exception-type": result.exception_type,
-                    "x-attempts": attempt,
-                    "x-original-exchange": message.exchange,
-                    "x-original-routing-key": message.routing_key,
-                    "x-original-queue": self.queue.name,
-                },
-            )
-            return "dead_lettered"
-        return result.outcome.value
-
-    async def _forward(
-        self, message: AbstractIncomingMessage, queue: str, extra_headers: dict[str, Any]
-    ) -> None:
-        """Publish a copy of `message` straight to `queue` and wait for the broker's confirm."""
-        if self._channel is None:
-            raise RuntimeError("consumer is stopped")
-        # Only our own bookkeeping travels with the copy, each value bounded: a header frame
-        # larger than the broker's frame size closes the whole connection.
-        headers: dict[str, Any] = {
-            name: value[:MAX_HEADER_TEXT] if isinstance(value, str) else value
-            for name, value in extra_headers.items()
-        }
-        attempt = (message.headers or {}).get(ATTEMPT_HEADER)
-        if ATTEMPT_HEADER not in headers and isinstance(attempt, int):
-            headers[ATTEMPT_HEADER] = attempt
-        await self._channel.default_exchange.publish(
-            aio_pika.Message(
-                body=message.body,
-                headers=headers,
-                message_id=message.message_id,
-                type=message.type,
-                content_type=message.content_type,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=queue,
-        )
 
 
-def _attempt(message: AbstractIncomingMessage) -> int:
-    value = (message.headers or {}).get(ATTEMPT_HEADER, 1)
-    return value if isinstance(value, int) and value >= 1 else 1
+async def _run(handling: Handling) -> None:
+    await handling.run()

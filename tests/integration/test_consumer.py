@@ -20,8 +20,9 @@ from order_svc.domain import Customer, Item
 from order_svc.models import inbox, outbox
 from order_svc.uow import OrderUnitOfWork, unit_of_work
 from shared.events import UserRegistered
-from shared.messaging.consumer import EventConsumer, Handler, Outcome
+from shared.messaging.consumer import EventConsumer, Handler
 from shared.messaging.envelope import CloudEvent
+from shared.messaging.middleware import Outcome
 from shared.persistence.database import Database
 from tests.integration.consumers import consumer_of, customer, registered
 from tests.integration.rows import count_rows, outbox_events

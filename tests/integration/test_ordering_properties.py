@@ -51,8 +51,9 @@ from shared.events import (
     UserRegistered,
     UserUpdated,
 )
-from shared.messaging.consumer import EventConsumer, Outcome
+from shared.messaging.consumer import EventConsumer
 from shared.messaging.envelope import decode, encode, wrap
+from shared.messaging.middleware import Outcome
 from shared.observability.metrics import Metrics
 from shared.persistence.database import Database, drop_database
 from shared.persistence.statements import Statement

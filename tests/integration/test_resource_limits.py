@@ -11,7 +11,8 @@ from order_svc.app import SPEC, create_app
 from order_svc.models import inbox
 from order_svc.settings import OrderSettings
 from order_svc.uow import unit_of_work
-from shared.messaging.consumer import EventConsumer, Outcome
+from shared.messaging.consumer import EventConsumer
+from shared.messaging.middleware import Outcome
 from shared.observability.metrics import Metrics
 from shared.persistence.database import Database
 

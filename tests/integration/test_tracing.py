@@ -21,7 +21,8 @@ from sqlalchemy import Table, bindparam, select
 from order_svc import app as order_app
 from order_svc import models as order_models
 from order_svc.settings import OrderSettings
-from shared.messaging.consumer import EventConsumer, Outcome
+from shared.messaging.consumer import EventConsumer
+from shared.messaging.middleware import Outcome
 from shared.observability.metrics import Metrics
 from shared.persistence.database import Database
 from shared.persistence.statements import Statement
