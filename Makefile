@@ -1,6 +1,7 @@
 # Developer entry points. CI runs `make test` (see .ci/run).
 #   make venv       .venv with the project and its dev tools (redone when pyproject.toml changes)
 #   make services   make sure PostgreSQL and RabbitMQ are reachable (starts or installs them)
+#   make test-tools HAProxy and iptables for the tests' private servers (installs them if missing)
 #   make run        both services on 127.0.0.1:8001 / :8002 until Ctrl-C
 #   make test       lint, format check, mypy, then pytest (PYTEST_ARGS="-k saga -x" to narrow)
 #   make fuzz       fuzzing at full size (FUZZ_EXAMPLES, FUZZ_SEED); `make test` runs a short form
@@ -17,7 +18,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services run test chaos fuzz bench lint fmt typecheck clean
+.PHONY: help venv services test-tools run test chaos fuzz bench lint fmt typecheck clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -39,10 +40,13 @@ $(STAMP): pyproject.toml
 services:
 	bash scripts/ensure-services.sh
 
+test-tools:
+	bash scripts/ensure-test-tools.sh
+
 run: venv services
 	bash scripts/run.sh
 
-test: venv services
+test: venv services test-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -17,6 +17,8 @@ import pytest
 
 from shared.db import drop_database, ensure_database, migrate
 
+pytest_plugins = ["tests.support.servers.plugin"]
+
 POSTGRES = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 AMQP = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
 
