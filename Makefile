@@ -52,11 +52,11 @@ test: venv services test-tools
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The short form of the same suite runs in `make test`; this is the full size. It restarts the
-# local PostgreSQL and RabbitMQ (and leaves them running).
+# The short form of the same suite runs in `make test`; this is the full size. It restarts
+# private PostgreSQL and RabbitMQ servers of its own, never the machine's.
 CHAOS_ORDERS ?= 2000
 CHAOS_FAULTS ?= 12
-chaos: venv services
+chaos: venv services test-tools
 	CHAOS_ORDERS=$(CHAOS_ORDERS) CHAOS_FAULTS=$(CHAOS_FAULTS) $(BIN)/pytest -m chaos -s $(PYTEST_ARGS)
 
 lint: venv

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import quote
 
 import pytest
 
 from shared.db import drop_database, ensure_database, migrate
+from tests.support.names import unique_suffix
 
-pytest_plugins = ["tests.support.servers.plugin"]
+pytest_plugins = ["tests.support.servers.plugin", "tests.support.machine"]
 
 POSTGRES = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 AMQP = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
@@ -29,7 +29,7 @@ def _rabbitmqctl(*args: str) -> None:
 
 def create_vhost() -> tuple[str, str]:
     """A fresh vhost the guest user may use; returns (name, amqp url)."""
-    name = f"test-{uuid.uuid4().hex[:12]}"
+    name = f"test-{unique_suffix()}"
     _rabbitmqctl("add_vhost", name)
     _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
     return name, f"{AMQP}/{quote(name, safe='')}"
@@ -48,7 +48,7 @@ def amqp_url() -> Iterator[str]:
 
 async def new_database(package: str) -> str:
     """A new, migrated database for `package` (user_svc or order_svc)."""
-    url = f"{POSTGRES}/test_{package}_{uuid.uuid4().hex[:12]}"
+    url = f"{POSTGRES}/test_{package}_{unique_suffix()}"
     await ensure_database(url)
     await migrate(package, url)
     return url

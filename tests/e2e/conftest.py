@@ -9,6 +9,10 @@ import pytest
 from shared.db import drop_database
 from tests.conftest import POSTGRES, create_vhost, delete_vhost
 from tests.e2e.harness import Customer, Stack, register
+from tests.support.names import unique_suffix
+from tests.support.servers.postgres import PostgresNode
+from tests.support.servers.rabbitmq import RabbitNode
+from tests.support.servers.registry import ServerRun
 
 pytestmark = pytest.mark.e2e
 
@@ -16,7 +20,7 @@ pytestmark = pytest.mark.e2e
 def started_stack(tmp_path: Path) -> Stack:
     """Both services on brand-new (not even created) databases and a new vhost."""
     _, amqp_url = create_vhost()
-    suffix = uuid.uuid4().hex[:12]
+    suffix = unique_suffix()
     return Stack(
         amqp_url=amqp_url,
         user_db=f"{POSTGRES}/e2e_user_svc_{suffix}",
@@ -46,13 +50,34 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
 
 
 @pytest.fixture
-async def own_stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    """A stack for a test that stops, kills or restarts services; the test starts it."""
-    stack = started_stack(tmp_path)
+async def own_stack(
+    tmp_path: Path,
+    server_run: ServerRun,
+    private_postgres: PostgresNode,
+    private_rabbitmq: RabbitNode,
+) -> AsyncIterator[Stack]:
+    """A stack for a test that stops, kills or restarts services or servers; the test starts
+    it. It runs on this session's private servers, never on the machine's."""
+    suffix = uuid.uuid4().hex[:12]
+    vhost = f"e2e-{suffix}"
+    stack = Stack(
+        amqp_url=private_rabbitmq.add_vhost(vhost),
+        user_db=f"{private_postgres.base_url()}/e2e_user_svc_{suffix}",
+        order_db=f"{private_postgres.base_url()}/e2e_order_svc_{suffix}",
+        log_dir=tmp_path,
+    )
+    for service in (stack.user_svc, stack.order_svc):
+        service.env.update(server_run.mark)  # removed with the servers, even after a SIGKILL
     try:
         yield stack
     finally:
-        await teardown(stack)
+        stack.user_svc.kill()
+        stack.order_svc.kill()
+        private_postgres.ensure_running()
+        private_rabbitmq.ensure_running()
+        await drop_database(stack.user_db)
+        await drop_database(stack.order_db)
+        private_rabbitmq.ctl("delete_vhost", vhost)
 
 
 @pytest.fixture

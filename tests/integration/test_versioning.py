@@ -27,6 +27,7 @@ from shared.db import create_engine, drop_database, ensure_database, migrate
 from shared.errors import StaleVersion
 from tests.conftest import POSTGRES
 from tests.integration.locks import wait_until_a_backend_waits_on_a_lock
+from tests.support.names import unique_suffix
 from user_svc import handlers as user_handlers
 from user_svc.domain import User
 from user_svc.models import outbox as user_outbox
@@ -53,7 +54,7 @@ async def order_engine(order_db: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture(scope="module")
 async def replica_engine() -> AsyncIterator[AsyncEngine]:
     """One order_svc database for all the replica cases; each case uses its own user id."""
-    url = f"{POSTGRES}/test_order_svc_{uuid4().hex[:12]}"
+    url = f"{POSTGRES}/test_order_svc_{unique_suffix()}"
     await ensure_database(url)
     await migrate("order_svc", url)
     engine = create_engine(url)

@@ -109,6 +109,11 @@ class PostgresNode:
         self.stop(mode)
         self.start()
 
+    def ensure_running(self) -> None:
+        """Start it again if a test left it stopped."""
+        if not self.running:
+            self.start()
+
     @property
     def running(self) -> bool:
         status = self._pg("pg_ctl", "status", "-D", str(self.data), check=False)

@@ -137,6 +137,14 @@ class RabbitNode:
             timeout=START_TIMEOUT_SECONDS + 30,
         )
 
+    def ensure_running(self) -> None:
+        """Start it again, node or application, if a test left it stopped."""
+        try:
+            self.ctl("start_app")  # a no-op on a running node
+        except CommandFailed:
+            self.start()
+        self.ctl("await_startup")
+
     def kill(self) -> None:
         """SIGKILL: the node dies at once, as in a crash; returns once it is gone."""
         pid = int(self.pid_file.read_text().strip())
