@@ -3,6 +3,12 @@
 Services keep their own database; these helpers only know how to reach *a* PostgreSQL database
 from its SQLAlchemy URL. Migrations run in a worker thread because Alembic's async env calls
 `asyncio.run`, which cannot nest inside the service's (or a test's) running loop.
+
+The URL may name several servers, a primary and its standbys, in SQLAlchemy's multi-host form
+(`postgresql+asyncpg://user@/db?host=h1:5432&host=h2:5432&target_session_attrs=read-write`):
+every new connection then goes to whichever of them accepts writes, so after a failover the
+services find the promoted standby by themselves. Every path here takes the same URL: the
+engine, the relay's LISTEN connection (`asyncpg_dsn`), database creation and migrations.
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ from typing import Any
 import asyncpg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import ClauseElement
+from sqlalchemy import ClauseElement, event
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.compiler import SQLCompiler
 from tenacity import before_sleep_log, retry, stop_after_delay, wait_exponential
@@ -32,6 +38,11 @@ log = logging.getLogger(__name__)
 COMMAND_TIMEOUT_SECONDS = 30.0
 POOL_TIMEOUT_SECONDS = 10.0
 
+# Errors after which a pooled connection must not be used again, though it is still open: its
+# server no longer takes writes (a standby, or a primary an operator fenced read-only before a
+# switchover: 25006), or is shutting down or starting up (57P01-57P03).
+STALE_SERVER_SQLSTATES = frozenset({"25006", "57P01", "57P02", "57P03"})
+
 
 def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     """A fixed pool: a burst waits for a connection (up to `POOL_TIMEOUT_SECONDS`, then 503)
@@ -40,14 +51,29 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     No pre-ping: it would cost a round trip on every checkout, doubling the cost of a
     one-statement read. A connection the server dropped fails its next statement instead, and
     SQLAlchemy then recycles the whole pool, so a database restart costs one failed request
-    (answered 503, retryable) or one retried message per process, not one per connection."""
-    return create_async_engine(
+    (answered 503, retryable) or one retried message per process, not one per connection.
+    A connection whose server stopped taking writes is treated the same way (see
+    `STALE_SERVER_SQLSTATES`): the pool is recycled, and its new connections go to whichever
+    server of a multi-host URL now accepts writes."""
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=POOL_TIMEOUT_SECONDS,
         connect_args={"command_timeout": COMMAND_TIMEOUT_SECONDS, "timeout": 10},
     )
+    event.listen(engine.sync_engine, "handle_error", _recycle_on_stale_server)
+    return engine
+
+
+def _recycle_on_stale_server(context: ExceptionContext) -> None:
+    """Count a stale server's error as a disconnect: SQLAlchemy then invalidates the connection
+    and the whole pool, instead of handing the same connection out again."""
+    if getattr(context.original_exception, "sqlstate", None) in STALE_SERVER_SQLSTATES:
+        context.is_disconnect = True
+
+
+_DIALECT = postgresql_asyncpg.dialect()  # type: ignore[no-untyped-call]
 
 
 class HotQuery:
@@ -73,13 +99,21 @@ class HotQuery:
 
     async def fetchrow(self, connection: AsyncConnection, **params: Any) -> asyncpg.Record | None:
         driver = await _driver(connection)
-        return await driver.fetchrow(self.sql, *(params[name] for name in self._names))
+        try:
+            return await driver.fetchrow(self.sql, *(params[name] for name in self._names))
+        except asyncpg.PostgresError as error:
+            await _invalidate_if_stale(connection, error)
+            raise
 
     async def fetch(self, connection: AsyncConnection, **params: Any) -> list[asyncpg.Record]:
         driver = await _driver(connection)
-        rows: list[asyncpg.Record] = await driver.fetch(
-            self.sql, *(params[name] for name in self._names)
-        )
+        try:
+            rows: list[asyncpg.Record] = await driver.fetch(
+                self.sql, *(params[name] for name in self._names)
+            )
+        except asyncpg.PostgresError as error:
+            await _invalidate_if_stale(connection, error)
+            raise
         return rows
 
     async def executemany(
@@ -87,15 +121,30 @@ class HotQuery:
     ) -> None:
         """Run it once per row, pipelined by asyncpg in one round trip, in order."""
         driver = await _driver(connection)
-        await driver.executemany(
-            self.sql, [tuple(row[name] for name in self._names) for row in rows]
-        )
+        try:
+            await driver.executemany(
+                self.sql, [tuple(row[name] for name in self._names) for row in rows]
+            )
+        except asyncpg.PostgresError as error:
+            await _invalidate_if_stale(connection, error)
+            raise
 
     async def execute(self, connection: AsyncConnection, **params: Any) -> str:
         """Run it for its effect; the driver's status line, e.g. `UPDATE 1`."""
         driver = await _driver(connection)
-        status: str = await driver.execute(self.sql, *(params[name] for name in self._names))
+        try:
+            status: str = await driver.execute(self.sql, *(params[name] for name in self._names))
+        except asyncpg.PostgresError as error:
+            await _invalidate_if_stale(connection, error)
+            raise
         return status
+
+
+async def _invalidate_if_stale(connection: AsyncConnection, error: asyncpg.PostgresError) -> None:
+    """What `_recycle_on_stale_server` does for SQLAlchemy's statements, for the driver's: a
+    connection to a server that stopped taking writes is dropped, not returned to the pool."""
+    if error.sqlstate in STALE_SERVER_SQLSTATES:
+        await connection.invalidate(error)
 
 
 async def _driver(connection: AsyncConnection) -> asyncpg.Connection:
@@ -122,8 +171,21 @@ async def _driver(connection: AsyncConnection) -> asyncpg.Connection:
 
 
 def asyncpg_dsn(url: str) -> str:
-    """The plain libpq-style DSN asyncpg wants, from a `postgresql+asyncpg://` URL."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    """The plain libpq-style DSN asyncpg wants, from a `postgresql+asyncpg://` URL.
+
+    A multi-host URL's servers, given as `host` parameters there, go into the DSN's host list
+    (`postgresql://user@h1:5432,h2:5432/db?target_session_attrs=read-write`), read as
+    SQLAlchemy's own dialect reads them, so both drivers reach the same servers."""
+    parsed = make_url(url).set(drivername="postgresql")
+    _, arguments = _DIALECT.create_connect_args(parsed)  # type: ignore[no-untyped-call]
+    hosts, ports = arguments.get("host"), arguments.get("port")
+    if not isinstance(hosts, list) or not isinstance(ports, list):
+        return parsed.render_as_string(hide_password=False)
+    servers = ",".join(f"{host}:{port}" for host, port in zip(hosts, ports, strict=True))
+    rest = parsed.difference_update_query(["host", "port"]).set(host=None, port=None)
+    scheme, _, remainder = rest.render_as_string(hide_password=False).partition("://")
+    credentials, at, path = remainder.rpartition("@")
+    return f"{scheme}://{credentials}{at}{servers}{path}"
 
 
 @retry(

@@ -186,29 +186,38 @@ class OutboxRelay:
         return self._exchange
 
     async def _listen(self) -> None:
-        """Keep a LISTEN connection open; reconnect with backoff if it drops."""
+        """Keep a LISTEN connection open; reconnect with backoff whenever it drops.
+
+        Notifications are not replicated: after a failover the promoted standby knows nothing
+        of the old primary's listeners, and nothing committed while we were not listening
+        notified us. So every new connection LISTENs again and wakes the relay once."""
         failures = 0
         while True:
             try:
-                connection = await asyncpg.connect(self._listen_dsn)
-            except (OSError, asyncpg.PostgresError) as error:
+                await self._listen_until_lost()
+            except Exception as error:
+                # Refused, timed out, no server of a multi-host URL taking writes yet (in the
+                # middle of a failover), or lost while subscribing: all worth another try.
                 delay = _backoff(failures)
                 failures += 1
-                log.warning("outbox listener cannot connect (%s), retrying in %.1fs", error, delay)
+                log.warning("outbox listener cannot connect (%r), retrying in %.1fs", error, delay)
                 await asyncio.sleep(delay)
-                continue
-            failures = 0
-            lost = asyncio.Event()
-            connection.add_termination_listener(lambda _, lost=lost: lost.set())
-            try:
-                await connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
-                # Anything committed while we were not listening is picked up by this wake-up.
-                self._wake.set()
-                await lost.wait()
+            else:
+                failures = 0
                 log.warning("outbox listener connection lost, reconnecting")
-            finally:
-                with contextlib.suppress(Exception):
-                    await connection.close(timeout=1)
+
+    async def _listen_until_lost(self) -> None:
+        connection = await asyncpg.connect(self._listen_dsn)
+        lost = asyncio.Event()
+        connection.add_termination_listener(lambda _: lost.set())
+        try:
+            await connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            # Anything committed while we were not listening is picked up by this wake-up.
+            self._wake.set()
+            await lost.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=1)
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()

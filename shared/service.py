@@ -30,6 +30,7 @@ from tenacity import AsyncRetrying, before_sleep_log, stop_after_delay, wait_exp
 
 from broker.ownership import declare_for_service
 from broker.topology import TOPOLOGY, Queue
+from shared.amqp import with_heartbeat
 from shared.auth import KeySet, TokenVerifier
 from shared.consumer import EventConsumer, Handler
 from shared.db import asyncpg_dsn, create_engine, ensure_database, migrate
@@ -158,7 +159,9 @@ async def _connect(url: str) -> AbstractRobustConnection:
     ):
         with attempt:
             return await aio_pika.connect_robust(
-                url, reconnect_interval=RECONNECT_SECONDS, timeout=CONNECT_TIMEOUT_SECONDS
+                with_heartbeat(url),
+                reconnect_interval=RECONNECT_SECONDS,
+                timeout=CONNECT_TIMEOUT_SECONDS,
             )
     raise AssertionError("unreachable")
 

@@ -1,0 +1,256 @@
+"""The services' clients find their servers again after a failure, on private servers.
+
+- A multi-host database URL reaches whichever server takes writes: before a failover, after
+  it, for the engine, the relay's LISTEN connection, database creation and migrations.
+- A pooled connection to a server that stopped taking writes is dropped, not handed out again,
+  whether the statement ran through SQLAlchemy or on the driver (`HotQuery`).
+- The relay LISTENs again on the promoted standby: notifications are not replicated.
+- An AMQP connection notices a broker that went silent within 15 seconds (heartbeats).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import aio_pika
+import asyncpg
+import pytest
+from sqlalchemy import bindparam, column, insert, table, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from broker.topology import TOPOLOGY, declare
+from shared.amqp import with_heartbeat
+from shared.db import HotQuery, asyncpg_dsn, create_engine, ensure_database, migrate
+from shared.metrics import Metrics
+from shared.relay import OutboxRelay
+from tests.chaos.proxy import TcpProxy
+from tests.e2e.harness import eventually
+from tests.support.servers.postgres import PostgresNode, PostgresPair
+from tests.support.servers.registry import ServerRun
+from user_svc import models
+from user_svc.domain import User
+from user_svc.uow import unit_of_work
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+SERVER_PORT = text("SELECT inet_server_port()")
+BACKEND = text("SELECT pg_backend_pid()")
+SILENCE_NOTICED_WITHIN_SECONDS = 15
+
+
+@pytest.fixture
+def pair(server_run: ServerRun) -> Iterator[PostgresPair]:
+    pair = PostgresPair(server_run)
+    pair.start()
+    yield pair
+    for node in pair.nodes:
+        if node.running:
+            node.stop("immediate")
+
+
+@pytest.fixture
+async def user_db(pair: PostgresPair) -> str:
+    """user_svc's database on the pair, created and migrated through the multi-host URL."""
+    url = pair.url("user_svc")
+    await ensure_database(url)
+    await migrate("user_svc", url)
+    return url
+
+
+@pytest.fixture
+async def engine(user_db: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(user_db, pool_size=4)
+    yield engine
+    await engine.dispose()
+
+
+async def served_by(engine: AsyncEngine) -> int:
+    """The port of the server a new statement runs on (retried through a failover's errors)."""
+
+    async def port() -> int | None:
+        try:
+            async with engine.connect() as connection:
+                return int((await connection.execute(SERVER_PORT)).scalar_one())
+        except DBAPIError:
+            return None
+
+    return await eventually(port, timeout=30, what="a database connection")
+
+
+def test_asyncpg_dsn_lists_every_server_of_a_multi_host_url(pair: PostgresPair) -> None:
+    first, second = pair.nodes
+    assert asyncpg_dsn(pair.url("db")) == (
+        f"postgresql://postgres@127.0.0.1:{first.port},127.0.0.1:{second.port}/db"
+        "?target_session_attrs=read-write"
+    )
+
+
+async def test_database_creation_and_migrations_reach_the_primary_and_replicate(
+    pair: PostgresPair, user_db: str
+) -> None:
+    assert pair.standby is not None
+    tables = pair.standby.sql(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'users'", "user_svc"
+    )
+    assert tables == "1"
+
+
+async def test_the_engine_writes_to_the_promoted_standby_after_a_failover(
+    pair: PostgresPair, engine: AsyncEngine
+) -> None:
+    assert await served_by(engine) == pair.primary.port
+
+    promoted = await asyncio.to_thread(pair.fail_over)
+
+    assert await served_by(engine) == promoted.port
+    await register(engine)
+
+
+async def test_pooled_connections_to_the_failed_primary_are_dropped_after_one_error(
+    pair: PostgresPair, engine: AsyncEngine
+) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(BACKEND)  # one connection in the pool, to the primary
+
+    await asyncio.to_thread(pair.fail_over)
+
+    with pytest.raises(DBAPIError) as failed:
+        async with engine.connect() as connection:
+            await connection.execute(BACKEND)
+    assert failed.value.connection_invalidated
+    async with engine.connect() as connection:
+        assert (await connection.execute(SERVER_PORT)).scalar_one() == pair.primary.port
+
+
+async def test_the_relay_listens_again_on_the_promoted_standby(
+    pair: PostgresPair, engine: AsyncEngine, user_db: str, amqp_url: str
+) -> None:
+    """The relay polls once a minute here: only a notification publishes within the deadline."""
+    connection = await aio_pika.connect_robust(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        await declare(channel, TOPOLOGY)
+        observer = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await observer.bind(TOPOLOGY.exchange.name, routing_key="#")
+        relay = relay_on(engine, user_db, connection)
+        running = asyncio.create_task(relay.run())
+        try:
+            await eventually(lambda: listening(pair.primary), what="LISTEN on the primary")
+            await asyncio.to_thread(pair.fail_over)
+            await eventually(lambda: listening(pair.primary), what="LISTEN on the new primary")
+            await register(engine)
+            await eventually(
+                lambda: observer.get(no_ack=True, fail=False), timeout=10, what="the event"
+            )
+        finally:
+            relay.stop()
+            await asyncio.wait_for(running, 10)
+
+
+async def test_a_connection_to_a_server_fenced_read_only_is_not_reused(
+    private_postgres: PostgresNode,
+) -> None:
+    """An operator fences the primary (`default_transaction_read_only`) before a switchover:
+    writes fail, and the connection that saw it is dropped instead of handed out again."""
+    url = f"{private_postgres.base_url()}/fenced_{uuid.uuid4().hex[:8]}"
+    await ensure_database(url)
+    await migrate("user_svc", url)
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            before = (await connection.execute(BACKEND)).scalar_one()
+        await asyncio.to_thread(fence, private_postgres, "on")
+        try:
+            with pytest.raises(DBAPIError) as failed:
+                await register(engine)
+            assert getattr(failed.value.orig, "sqlstate", None) == "25006"
+        finally:
+            await asyncio.to_thread(fence, private_postgres, "off")
+        async with engine.connect() as connection:
+            assert (await connection.execute(BACKEND)).scalar_one() != before
+    finally:
+        await engine.dispose()
+
+
+async def test_a_driver_statement_on_a_server_fenced_read_only_drops_its_connection(
+    private_postgres: PostgresNode,
+) -> None:
+    url = f"{private_postgres.base_url()}/fenced_{uuid.uuid4().hex[:8]}"
+    await ensure_database(url)
+    engine = create_engine(url, pool_size=1)
+    write = HotQuery(insert(table("notes", column("n"))).values(n=bindparam("n")))
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE notes (n int)"))
+            before = (await connection.execute(BACKEND)).scalar_one()
+        await asyncio.to_thread(fence, private_postgres, "on")
+        try:
+            with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+                async with engine.begin() as connection:
+                    await write.execute(connection, n=1)
+        finally:
+            await asyncio.to_thread(fence, private_postgres, "off")
+        async with engine.begin() as connection:
+            assert (await connection.execute(BACKEND)).scalar_one() != before
+            await write.execute(connection, n=1)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_silent_broker_is_noticed_within_fifteen_seconds(amqp_url: str) -> None:
+    proxy = TcpProxy(5672)
+    await proxy.start()
+    silent = asyncio.Event()
+    try:
+        through_proxy = amqp_url.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
+        connection = await aio_pika.connect(with_heartbeat(through_proxy))
+        connection.close_callbacks.add(lambda *_: silent.set())
+        stall = asyncio.create_task(proxy.stall(SILENCE_NOTICED_WITHIN_SECONDS + 10))
+        started = time.monotonic()
+
+        await asyncio.wait_for(silent.wait(), SILENCE_NOTICED_WITHIN_SECONDS)
+
+        assert time.monotonic() - started < SILENCE_NOTICED_WITHIN_SECONDS
+        stall.cancel()
+    finally:
+        await proxy.close()
+
+
+def fence(node: PostgresNode, read_only: str) -> None:
+    node.sql(f"ALTER SYSTEM SET default_transaction_read_only = {read_only}")
+    node.sql("SELECT pg_reload_conf()")
+
+
+async def listening(node: PostgresNode) -> bool:
+    rows = await asyncio.to_thread(
+        node.sql, "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'LISTEN %outbox%'"
+    )
+    return rows != "0"
+
+
+def relay_on(engine: AsyncEngine, url: str, amqp: aio_pika.abc.AbstractConnection) -> OutboxRelay:
+    return OutboxRelay(
+        engine=engine,
+        listen_dsn=asyncpg_dsn(url),
+        outbox=models.outbox,
+        amqp=amqp,
+        exchange=TOPOLOGY.exchange.name,
+        metrics=Metrics(),
+        batch_size=100,
+        poll_seconds=60.0,
+    )
+
+
+async def register(engine: AsyncEngine) -> None:
+    async with unit_of_work(engine) as uow:
+        suffix = uuid.uuid4().hex[:10]
+        user = User.register(
+            id=uuid.uuid4(), email=f"{suffix}@example.com", name="Ada", credit_limit=1_000
+        )
+        assert await uow.users.add(user, password_hash="not-a-real-hash")
+        uow.collect(user)
+        await uow.commit()
