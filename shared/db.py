@@ -25,6 +25,7 @@ from alembic.config import Config
 from sqlalchemy import ClauseElement, event
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.compiler import SQLCompiler
 from tenacity import before_sleep_log, retry, stop_after_delay, wait_exponential
@@ -63,7 +64,18 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
         connect_args={"command_timeout": COMMAND_TIMEOUT_SECONDS, "timeout": 10},
     )
     event.listen(engine.sync_engine, "handle_error", _recycle_on_stale_server)
+    event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
     return engine
+
+
+def _refuse_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """A pooled connection whose server went away (a restart, a failover) is replaced before
+    it is handed out, and with it every connection pooled before it: the driver noticed when the
+    server closed the socket, so this costs no round trip, unlike a ping. Without it, the first
+    statement on each process's pool would fail after a failover, on the driver's path with an
+    error SQLAlchemy never sees."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise InvalidatePoolError("the server closed this pooled connection")
 
 
 def _recycle_on_stale_server(context: ExceptionContext) -> None:
@@ -166,7 +178,16 @@ async def _driver(connection: AsyncConnection) -> asyncpg.Connection:
         raw = await connection.get_raw_connection()
     driver: asyncpg.Connection = raw.driver_connection
     if connection.in_transaction() and not driver.is_in_transaction():
-        await raw.dbapi_connection._start_transaction()  # type: ignore[union-attr]
+        try:
+            await raw.dbapi_connection._start_transaction()  # type: ignore[union-attr]
+        except Exception as error:
+            # The connection was lost under us. The adapter raised its own DBAPI class, which
+            # nothing above reads; raise the driver's error, as the statement itself would
+            # have, and drop the connection.
+            await connection.invalidate(error)
+            if isinstance(error.__cause__, asyncpg.PostgresError | asyncpg.InterfaceError):
+                raise error.__cause__ from None
+            raise
     return driver
 
 

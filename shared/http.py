@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 from uuid import UUID
 
+import asyncpg
 from aio_pika.abc import AbstractConnection
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -33,6 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import TokenVerifier
+from shared.db import STALE_SERVER_SQLSTATES
 from shared.envelope import TRACEPARENT_PATTERN
 from shared.errors import (
     Conflict,
@@ -96,11 +98,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     async def dependency_down(_: Request, error: Exception) -> Response:
-        connection_lost = isinstance(error, OSError | OperationalError | InterfaceError) or (
-            isinstance(error, DBAPIError)
-            and (error.connection_invalidated or _sqlstate_class(error) in {"08", "57"})
-        )
-        if not connection_lost:
+        if not _database_unavailable(error):
             log.error("database error while serving a request", exc_info=error)
             return problem(500, "Internal Server Error", "unexpected database error")
         log.warning("database unavailable while serving a request: %r", error)
@@ -113,6 +111,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         return _retry_shortly("every database connection is busy; retry shortly")
 
     app.add_exception_handler(DBAPIError, dependency_down)
+    # The hot statements run on the driver, whose errors SQLAlchemy never wraps.
+    app.add_exception_handler(asyncpg.PostgresError, dependency_down)
+    app.add_exception_handler(asyncpg.InterfaceError, dependency_down)
     app.add_exception_handler(PoolTimeout, pool_exhausted)
     app.add_exception_handler(OSError, dependency_down)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -132,11 +133,17 @@ def _headers_for(error: DomainError) -> dict[str, str] | None:
     return None
 
 
-def _sqlstate_class(error: DBAPIError) -> str:
-    """SQLSTATE class of the driver error: 08 connection exception, 57 operator intervention
-    (the server shutting down or still starting up)."""
-    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-    return str(code)[:2] if code else ""
+def _database_unavailable(error: Exception) -> bool:
+    """The database could not do the work right now, and a retry may well succeed: the
+    connection was lost or refused, the server is shutting down or starting up, or it no
+    longer takes writes (a failover or switchover in progress)."""
+    if isinstance(error, OSError | OperationalError | InterfaceError | asyncpg.InterfaceError):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    original = error.orig if isinstance(error, DBAPIError) else error
+    code = str(getattr(original, "sqlstate", None) or "")
+    return code[:2] in {"08", "57"} or code in STALE_SERVER_SQLSTATES
 
 
 def _reason(status: int) -> str:

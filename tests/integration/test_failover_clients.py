@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 import aio_pika
 import asyncpg
 import pytest
-from sqlalchemy import bindparam, column, insert, table, text
+from sqlalchemy import bindparam, column, insert, literal_column, select, table, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -110,20 +110,36 @@ async def test_the_engine_writes_to_the_promoted_standby_after_a_failover(
     await register(engine)
 
 
-async def test_pooled_connections_to_the_failed_primary_are_dropped_after_one_error(
+async def test_pooled_connections_to_the_failed_primary_are_replaced_before_use(
     pair: PostgresPair, engine: AsyncEngine
 ) -> None:
+    """The driver saw the old primary close their sockets: no statement is tried on them."""
     async with engine.connect() as connection:
         await connection.execute(BACKEND)  # one connection in the pool, to the primary
 
     await asyncio.to_thread(pair.fail_over)
+    await eventually(lambda: accepts_writes(pair.primary), what="the promoted standby")
 
-    with pytest.raises(DBAPIError) as failed:
-        async with engine.connect() as connection:
-            await connection.execute(BACKEND)
-    assert failed.value.connection_invalidated
     async with engine.connect() as connection:
         assert (await connection.execute(SERVER_PORT)).scalar_one() == pair.primary.port
+
+
+async def test_a_driver_statement_on_a_connection_lost_under_it_fails_as_the_driver_does(
+    pair: PostgresPair, engine: AsyncEngine
+) -> None:
+    """A connection lost after it was handed out: the driver's own error, which the HTTP edge
+    answers with 503, and the connection is not handed out again."""
+    lookup = HotQuery(select(literal_column("1")))
+    async with engine.connect() as connection:
+        await connection.begin()
+        driver = (await connection.get_raw_connection()).driver_connection
+        pair.primary.sql(f"SELECT pg_terminate_backend({driver.get_server_pid()})")
+        await eventually(lambda: asyncio.sleep(0, driver.is_closed()), what="the loss seen")
+        with pytest.raises(asyncpg.InterfaceError):
+            await lookup.fetchrow(connection)
+        await connection.rollback()
+    async with engine.begin() as connection:
+        assert await lookup.fetchrow(connection) is not None
 
 
 async def test_the_relay_listens_again_on_the_promoted_standby(
@@ -218,6 +234,10 @@ async def test_a_silent_broker_is_noticed_within_fifteen_seconds(amqp_url: str) 
         stall.cancel()
     finally:
         await proxy.close()
+
+
+async def accepts_writes(node: PostgresNode) -> bool:
+    return await asyncio.to_thread(node.sql, "SELECT pg_is_in_recovery()") == "f"
 
 
 def fence(node: PostgresNode, read_only: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import aio_pika
 import pytest
@@ -18,21 +18,22 @@ from tests.e2e.harness import eventually
 from tests.support.servers.commands import listening
 from tests.support.servers.haproxy import HAProxy
 from tests.support.servers.network import missing_tools
+from tests.support.servers.plugin import separate_run
 from tests.support.servers.rabbitmq import RabbitCluster, RabbitNode
-from tests.support.servers.registry import ServerRun
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
 @pytest.fixture(scope="module")
-def cluster(server_run: ServerRun) -> tuple[RabbitCluster, HAProxy]:
+def cluster() -> Iterator[tuple[RabbitCluster, HAProxy]]:
     if missing := missing_tools():
-        pytest.fail(f"the private cluster needs {', '.join(missing)} (`make services`)")
-    cluster = RabbitCluster(server_run)
-    cluster.start()
-    balancer = HAProxy(server_run, cluster.nodes)
-    balancer.start()
-    return cluster, balancer
+        pytest.fail(f"the private cluster needs {', '.join(missing)} (`make test-tools`)")
+    with separate_run() as run:
+        cluster = RabbitCluster(run)
+        cluster.start()
+        balancer = HAProxy(run, cluster.nodes)
+        balancer.start()
+        yield cluster, balancer
 
 
 @pytest.fixture

@@ -26,6 +26,9 @@ global
 
 defaults
     mode tcp
+    # A connection to a node that died before the checks noticed is tried on another one.
+    retries 3
+    option redispatch
     timeout connect 2s
     timeout client 60s
     timeout server 60s

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import signal
 import threading
 from collections.abc import Iterator
@@ -38,15 +39,24 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-@pytest.fixture(scope="session")
-def server_run() -> Iterator[ServerRun]:
-    """The folder all of this session's private servers live in."""
+@contextlib.contextmanager
+def separate_run() -> Iterator[ServerRun]:
+    """A `ServerRun` whose servers are removed when the block ends, not with the session: for
+    servers too heavy to keep idle for the rest of it (a whole cluster)."""
     run = ServerRun()
     atexit.register(run.close)
     try:
         yield run
     finally:
         run.close()
+        atexit.unregister(run.close)
+
+
+@pytest.fixture(scope="session")
+def server_run() -> Iterator[ServerRun]:
+    """The folder all of this session's lighter private servers live in."""
+    with separate_run() as run:
+        yield run
 
 
 @pytest.fixture(scope="session")

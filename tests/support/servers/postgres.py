@@ -252,16 +252,20 @@ class PostgresPair:
         return node
 
     def _make_synchronous(self, standby: PostgresNode) -> None:
-        """Name `standby` synchronous once it streams, and wait until the primary says so."""
-        primary = self.primary
-        primary.sql(f"ALTER SYSTEM SET synchronous_standby_names = '{standby.name}'")
-        primary.sql("SELECT pg_reload_conf()")
-        deadline = time.monotonic() + SYNC_TIMEOUT_SECONDS
+        """Name `standby` synchronous once it streams, and wait until the primary says so.
+        Naming it before it streams would hold every commit until it does."""
+        self._wait_for_state(standby, "state", "streaming")
+        self.primary.sql(f"ALTER SYSTEM SET synchronous_standby_names = '{standby.name}'")
+        self.primary.sql("SELECT pg_reload_conf()")
+        self._wait_for_state(standby, "sync_state", "sync")
+
+    def _wait_for_state(self, standby: PostgresNode, column: str, value: str) -> None:
         query = (
-            "SELECT sync_state FROM pg_stat_replication"  # noqa: S608 (our own node names)
+            f"SELECT {column} FROM pg_stat_replication"  # noqa: S608 (our own names)
             f" WHERE application_name = '{standby.name}'"
         )
-        while primary.sql(query) != "sync":
+        deadline = time.monotonic() + SYNC_TIMEOUT_SECONDS
+        while self.primary.sql(query) != value:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{standby.name} did not become a synchronous standby")
-            time.sleep(0.1)
+                raise RuntimeError(f"{standby.name} is not {value} after {SYNC_TIMEOUT_SECONDS}s")
+            time.sleep(0.05)
