@@ -45,6 +45,7 @@ def render(run: FailoverRun) -> str:
         ("faults injected", str(len(run.faults))),
         *((f"  {kind}", str(by_kind[kind])) for kind in FailoverKind if by_kind[kind]),
         ("every fault recovered", str(all(f.recovered is not None for f in run.faults)).lower()),
+        ("every failed server back", str(not any(f.repair_failed for f in run.faults)).lower()),
         ("lost", str(len(findings.lost))),
         ("duplicated effects", str(len(findings.duplicated))),
         (
@@ -83,6 +84,7 @@ def problems(run: FailoverRun) -> list[str]:
     return [
         *findings_problems(run.findings, run.load, run.convergence),
         *(f"{f.kind} ({f.target}) not recovered" for f in run.faults if f.recovered is None),
+        *(f"{f.kind} ({f.target}): {f.repair}" for f in run.faults if f.repair_failed),
         *([f"confirmed but never consumed: {side.lost[:20]}"] if side.lost else []),
         *([f"consumed but never published: {side.unexpected[:20]}"] if side.unexpected else []),
     ]

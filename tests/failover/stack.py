@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,6 +121,12 @@ class FailoverStack:
         return True
 
     def close(self) -> None:
-        """Stop the services; the servers go with the session's `ServerRun`."""
+        """Stop the services and keep the servers' logs beside theirs; the servers themselves
+        go with their `ServerRun`."""
         for replica in self.replicas:
             replica.process.kill()
+        kept = self.log_dir / "servers"
+        for log in self.run.root.glob("*/**/*.log"):
+            target = kept / log.relative_to(self.run.root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, target)

@@ -33,6 +33,12 @@ async def test_the_system_recovers_from_every_fault(failover_run: FailoverRun) -
     assert [f for f in failover_run.faults if f.recovered is None] == []
 
 
+async def test_every_failed_server_comes_back(failover_run: FailoverRun) -> None:
+    """A killed node rejoins the cluster, a partitioned one too once the partition heals, and
+    a failed primary comes back as the synchronous standby."""
+    assert [f.repair for f in failover_run.faults if f.repair_failed] == []
+
+
 async def test_the_system_converges_after_the_last_fault(failover_run: FailoverRun) -> None:
     assert failover_run.convergence.converged, failover_run.convergence.waiting_for
 

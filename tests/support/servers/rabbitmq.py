@@ -230,18 +230,22 @@ class RabbitCluster:
     def wait_until_formed(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
         """Until every node sees every other one running, with no partition."""
         deadline = time.monotonic() + timeout
+        seen: dict[str, Any] = {}
         while True:
-            try:
-                if all(self._sees_everyone(node) for node in self.nodes):
-                    return
-            except CommandFailed:
-                pass  # a node still booting
+            for node in self.nodes:
+                try:
+                    seen[node.node] = node.ctl_json("cluster_status")
+                except CommandFailed as error:  # a node still booting, or paused
+                    seen[node.node] = str(error)[-300:]
+            if all(self._sees_everyone(status) for status in seen.values()):
+                return
             if time.monotonic() > deadline:
-                raise CommandFailed("the RabbitMQ cluster did not form")
+                raise CommandFailed(f"the RabbitMQ cluster did not form; last seen: {seen}")
             time.sleep(0.5)
 
-    def _sees_everyone(self, node: RabbitNode) -> bool:
-        status = node.ctl_json("cluster_status")
+    def _sees_everyone(self, status: Any) -> bool:
+        if not isinstance(status, dict):
+            return False
         running = set(status.get("running_nodes", []))
         return running == {n.node for n in self.nodes} and not status.get("partitions")
 
