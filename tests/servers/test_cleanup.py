@@ -53,7 +53,11 @@ def held(tmp_path: Path) -> Iterator[Held]:
     report, log = tmp_path / "held.json", tmp_path / "child.log"
     with log.open("wb") as output:
         child = subprocess.Popen(
-            [sys.executable, "-m", "pytest", str(HELD_SERVERS), "-p", "no:cacheprovider", "-q"],
+            [
+                *(sys.executable, "-m", "pytest", str(HELD_SERVERS), "-q"),
+                # The child is stopped before it ends: no cache, no guard of the machine's servers.
+                *("-p", "no:cacheprovider", "-p", "no:tests.support.machine"),
+            ],
             cwd=ROOT,
             env={**os.environ, "HELD_SERVERS_REPORT": str(report)},
             stdout=output,
