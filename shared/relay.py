@@ -151,6 +151,12 @@ class OutboxRelay:
             self._metrics.relay_confirm_duration.observe(time.perf_counter() - started)
             failures = [r for r in results if isinstance(r, BaseException)]
             if failures:
+                # The next attempt gets a new channel. RabbitMQ (3.10) can go on refusing
+                # everything a channel publishes to a quorum queue once that channel's first
+                # publish met the queue between two leaders (its old leader's node had just
+                # died): every publish nacked for as long as that node stays down, while a new
+                # channel is served at once.
+                self._exchange = None
                 raise RuntimeError(
                     f"{len(failures)} of {len(rows)} outbox events were not confirmed by the "
                     "broker; the batch stays unpublished"
@@ -175,6 +181,7 @@ class OutboxRelay:
         self._metrics.outbox_oldest_age.set(max(age, 0.0))
 
     async def _get_exchange(self) -> AbstractExchange:
+        """The exchange on the relay's channel: a new channel after any failed batch."""
         if self._exchange is None or self._channel is None or self._channel.is_closed:
             if self._channel is not None:
                 # Close the old channel explicitly: a robust connection would otherwise keep

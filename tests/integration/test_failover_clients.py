@@ -5,6 +5,7 @@
 - A pooled connection to a server that stopped taking writes is dropped, not handed out again,
   whether the statement ran through SQLAlchemy or on the driver (`HotQuery`).
 - The relay LISTENs again on the promoted standby: notifications are not replicated.
+- The relay publishes again at once when a quorum queue's leader dies under it.
 - An AMQP connection notices a broker that went silent within 15 seconds (heartbeats).
 """
 
@@ -29,7 +30,9 @@ from shared.metrics import Metrics
 from shared.relay import OutboxRelay
 from tests.chaos.proxy import TcpProxy
 from tests.e2e.harness import eventually
+from tests.support.servers.plugin import separate_run
 from tests.support.servers.postgres import PostgresNode, PostgresPair
+from tests.support.servers.rabbitmq import RabbitCluster
 from tests.support.servers.registry import ServerRun
 from user_svc import models
 from user_svc.domain import User
@@ -215,6 +218,45 @@ async def test_a_driver_statement_on_a_server_fenced_read_only_drops_its_connect
             await write.execute(connection, n=1)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RabbitCluster]:
+    with separate_run() as run:
+        cluster = RabbitCluster(run)
+        cluster.start()
+        yield cluster
+
+
+async def test_the_relay_publishes_again_at_once_when_its_queues_leader_dies(
+    cluster: RabbitCluster, engine: AsyncEngine, user_db: str
+) -> None:
+    """Its first publish after the kill meets the queue between two leaders, and is refused;
+    the next batch goes out on a new channel, which the new leader serves."""
+    leader, follower = cluster.nodes[0], cluster.nodes[1]
+    vhost = f"relay-{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(leader.add_vhost, vhost)
+    async with await aio_pika.connect(leader.url(vhost)) as declaring:
+        await declare(await declaring.channel(), TOPOLOGY)  # the leaders land on `leader`
+    connection = await aio_pika.connect_robust(follower.url(vhost))
+    async with connection:
+        relay = relay_on(engine, user_db, connection)
+        await register(engine)
+        await asyncio.to_thread(leader.kill)
+        try:
+            with pytest.raises(RuntimeError, match="not confirmed"):
+                await relay.publish_pending()
+
+            async def published() -> int | None:
+                try:
+                    return await relay.publish_pending() or None
+                except RuntimeError:
+                    return None  # still between leaders
+
+            assert await eventually(published, timeout=10, what="the event published") == 1
+        finally:
+            await asyncio.to_thread(leader.start)
+            await asyncio.to_thread(cluster.wait_until_formed)
 
 
 async def test_a_silent_broker_is_noticed_within_fifteen_seconds(amqp_url: str) -> None:
