@@ -6,9 +6,11 @@
 #   make k8s-check  render, validate, lint and policy-check deploy/k8s (`make test` runs it too)
 #   make k8s-tools  make sure kubectl is there (installs it into .venv if not)
 #   make docs       build the docs site into site/ (mkdocs build --strict); `make test` builds it too
-#   make test-tools make sure Chromium, chromedriver and promtool are there (apt-get as root if not)
+#   make test-tools the tests' own tools: HAProxy, iptables (private servers), Chromium and
+#                   chromedriver (the docs site), promtool (alert rules); apt-get as root if missing
 #   make fuzz       fuzzing at full size (FUZZ_EXAMPLES, FUZZ_SEED); `make test` runs a short form
 #   make chaos      fault-injection suite at full size (CHAOS_ORDERS, CHAOS_FAULTS, CHAOS_SEED)
+#   make failover   broker nodes and the database primary lost under load, full size (FAILOVER_SEED)
 #   make bench      benchmarks against the real servers -> bench/results/ (QUICK=1: under 2 minutes)
 #   make fmt        format and autofix;  make clean  remove the venv and caches
 
@@ -21,8 +23,8 @@ BENCH_STAMP := $(VENV)/.installed-bench
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services run test chaos fuzz bench lint fmt typecheck clean k8s-tools k8s-check \
-	docs test-tools
+.PHONY: help venv services run test chaos failover fuzz bench lint fmt typecheck clean k8s-tools \
+	k8s-check docs test-tools
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -63,26 +65,10 @@ k8s-tools: venv
 		echo "       install kubectl (https://kubernetes.io/docs/tasks/tools/) and run again" >&2; \
 		exit 1; }
 
-# tests/docs open every page of the docs site in headless Chromium (driven through chromedriver);
-# tests/unit/test_alert_rules.py checks and unit-tests the alert rules with promtool, from
-# Debian's prometheus package (--no-install-recommends; where services start on install, that
-# starts a Prometheus server too). Both fail, never skip, without them.
-TEST_PACKAGES := chromium chromium-driver prometheus
+# The tests' own tools, from Debian's packages (scripts/ensure-test-tools.sh says which test
+# needs which); the tests fail, never skip, without them.
 test-tools:
-	@missing=""; \
-	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
-	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
-	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
-	[ -z "$$missing" ] && exit 0; \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing$$missing (apt-get)"; \
-		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
-			|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }; \
-	else \
-		echo "error:$$missing missing; run: sudo apt-get install -y --no-install-recommends $(TEST_PACKAGES)" >&2; \
-		exit 1; \
-	fi
+	bash scripts/ensure-test-tools.sh
 
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
@@ -93,12 +79,18 @@ k8s-check: venv k8s-tools
 	$(BIN)/python -m broker k8s --check
 	$(BIN)/python -m deploy check
 
-# The short form of the same suite runs in `make test`; this is the full size. It restarts the
-# local PostgreSQL and RabbitMQ (and leaves them running).
+# The short form of the same suite runs in `make test`; this is the full size. It restarts
+# private PostgreSQL and RabbitMQ servers of its own, never the machine's.
 CHAOS_ORDERS ?= 2000
 CHAOS_FAULTS ?= 12
-chaos: venv services
+chaos: venv services test-tools
 	CHAOS_ORDERS=$(CHAOS_ORDERS) CHAOS_FAULTS=$(CHAOS_FAULTS) $(BIN)/pytest -m chaos -s $(PYTEST_ARGS)
+
+# The short form runs in `make test`; this is the full one (over 2,000 orders in over three
+# minutes, five faults). A private 3-node RabbitMQ cluster behind HAProxy and a PostgreSQL
+# primary with a synchronous standby, all started and removed by the run itself.
+failover: venv services test-tools
+	FAILOVER_FULL=1 $(BIN)/pytest -m failover $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

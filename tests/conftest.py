@@ -11,7 +11,6 @@ is a copy of it (`tests/support/databases.py`).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -19,8 +18,11 @@ from limits.aio.storage import RedisStorage
 
 from shared.persistence.database import Database, drop_database
 from tests.support.databases import create_templates, drop_templates, new_database
+from tests.support.names import unique_suffix
 from tests.support.redis import REDIS
 from tests.support.vhosts import VhostSupply
+
+pytest_plugins = ["tests.support.servers.plugin", "tests.support.machine"]
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +78,6 @@ async def order_database(order_db: str) -> AsyncIterator[Database]:
 @pytest.fixture
 async def redis_key_prefix() -> AsyncIterator[str]:
     """A `RATE_LIMIT_KEY_PREFIX` of the test's own in the local Redis; its keys go afterwards."""
-    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    prefix = f"test-{unique_suffix()}"
     yield prefix
     await RedisStorage(f"async+{REDIS}", key_prefix=prefix).reset()

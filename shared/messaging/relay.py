@@ -157,6 +157,12 @@ class OutboxRelay:
             self._metrics.relay_confirm_duration.observe(time.perf_counter() - started)
             failures = [r for r in results if isinstance(r, BaseException)]
             if failures:
+                # The next attempt gets a new channel. RabbitMQ (3.10) can go on refusing
+                # everything a channel publishes to a quorum queue once that channel's first
+                # publish met the queue between two leaders (its old leader's node had just
+                # died): every publish nacked for as long as that node stays down, while a new
+                # channel is served at once.
+                self._exchange = None
                 raise RuntimeError(
                     f"{len(failures)} of {len(rows)} outbox events were not confirmed by the "
                     "broker; the batch stays unpublished"
@@ -176,6 +182,7 @@ class OutboxRelay:
         self._metrics.outbox_oldest_age.set(max(age, 0.0))
 
     async def _get_exchange(self) -> AbstractExchange:
+        """The exchange on the relay's channel: a new channel after any failed batch."""
         if self._exchange is None or self._channel is None or self._channel.is_closed:
             if self._channel is not None:
                 # Close the old channel explicitly: a robust connection would otherwise keep
@@ -187,30 +194,39 @@ class OutboxRelay:
         return self._exchange
 
     async def _listen(self) -> None:
-        """Keep a LISTEN connection open; reconnect with backoff if it drops."""
+        """Keep a LISTEN connection open; reconnect with backoff whenever it drops.
+
+        Notifications are not replicated: after a failover the promoted standby knows nothing
+        of the old primary's listeners, and nothing committed while we were not listening
+        notified us. So every new connection LISTENs again and wakes the relay once."""
         failures = 0
         while True:
             try:
-                # A connection of its own, never the pool's: LISTEN belongs to a session.
-                connection = await asyncpg.connect(dsn(self._database.url))
-            except (OSError, asyncpg.PostgresError) as error:
+                await self._listen_until_lost()
+            except Exception as error:
+                # Refused, timed out, no server of a multi-host URL taking writes yet (in the
+                # middle of a failover), or lost while subscribing: all worth another try.
                 delay = _backoff(failures)
                 failures += 1
-                log.warning("outbox listener cannot connect (%s), retrying in %.1fs", error, delay)
+                log.warning("outbox listener cannot connect (%r), retrying in %.1fs", error, delay)
                 await asyncio.sleep(delay)
-                continue
-            failures = 0
-            lost = asyncio.Event()
-            connection.add_termination_listener(lambda _, lost=lost: lost.set())
-            try:
-                await connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
-                # Anything committed while we were not listening is picked up by this wake-up.
-                self._wake.set()
-                await lost.wait()
+            else:
+                failures = 0
                 log.warning("outbox listener connection lost, reconnecting")
-            finally:
-                with contextlib.suppress(Exception):
-                    await connection.close(timeout=1)
+
+    async def _listen_until_lost(self) -> None:
+        # A connection of its own, never the pool's: LISTEN belongs to a session.
+        connection = await asyncpg.connect(dsn(self._database.url))
+        lost = asyncio.Event()
+        connection.add_termination_listener(lambda _: lost.set())
+        try:
+            await connection.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            # Anything committed while we were not listening is picked up by this wake-up.
+            self._wake.set()
+            await lost.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=1)
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()

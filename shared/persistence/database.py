@@ -6,9 +6,12 @@ instead of opening more than the pool allows. A connection the server dropped fa
 statement and is discarded by the pool on release, so a restart or a failover costs each
 connection one failed statement, never a stuck process.
 
-The URL is the contract's SQLAlchemy form (`postgresql+asyncpg://...`); asyncpg takes the same
-URL as a libpq DSN, including several hosts and `target_session_attrs=read-write`, so after a
-promotion new connections find the new primary.
+The URL is the contract's SQLAlchemy form (`postgresql+asyncpg://...`). It may name several
+servers, a primary and its standbys, in SQLAlchemy's multi-host form
+(`postgresql+asyncpg://user@/db?host=h1:5432&host=h2:5432&target_session_attrs=read-write`):
+every new connection then goes to whichever of them accepts writes, so after a failover the
+services find the promoted standby by themselves. Every path takes the same URL: the pool, the
+relay's LISTEN connection, database creation and Alembic's migrations.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
+from sqlalchemy.engine import make_url
 from tenacity import before_sleep_log, retry, stop_after_delay, wait_exponential
 
 log = logging.getLogger(__name__)
@@ -44,10 +49,31 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 
+# Errors after which a connection must not be used again, though it is still open: its server
+# no longer takes writes (a standby, or a primary an operator fenced read-only before a
+# switchover: 25006), or is shutting down or starting up (57P01-57P03).
+STALE_SERVER_SQLSTATES = frozenset({"25006", "57P01", "57P02", "57P03"})
+
+_DIALECT = postgresql_asyncpg.dialect()  # type: ignore[no-untyped-call]
+
+
 def dsn(url: str) -> str:
-    """The libpq-style DSN asyncpg takes, from the contract's `postgresql+asyncpg://` URL."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(scheme=parts.scheme.split("+", 1)[0]))
+    """The libpq-style DSN asyncpg takes, from the contract's `postgresql+asyncpg://` URL.
+
+    A multi-host URL's servers, given as `host` parameters there, go into the DSN's host list
+    (`postgresql://user@h1:5432,h2:5432/db?target_session_attrs=read-write`), read as
+    SQLAlchemy's own dialect reads them, so migrations and the services reach the same
+    servers."""
+    parsed = make_url(url).set(drivername="postgresql")
+    _, arguments = _DIALECT.create_connect_args(parsed)  # type: ignore[no-untyped-call]
+    hosts, ports = arguments.get("host"), arguments.get("port")
+    if not isinstance(hosts, list) or not isinstance(ports, list):
+        return parsed.render_as_string(hide_password=False)
+    servers = ",".join(f"{host}:{port}" for host, port in zip(hosts, ports, strict=True))
+    rest = parsed.difference_update_query(["host", "port"]).set(host=None, port=None)
+    scheme, _, remainder = rest.render_as_string(hide_password=False).partition("://")
+    credentials, at, path = remainder.rpartition("@")
+    return f"{scheme}://{credentials}{at}{servers}{path}"
 
 
 def with_database(url: str, name: str) -> str:
@@ -100,10 +126,20 @@ class Database:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A connection of the pool for the duration of the block."""
+        """A connection of the pool for the duration of the block.
+
+        The pool replaces a connection the server closed (a restart, a failover) when it is
+        next handed out, at no cost: the driver saw the socket close. A connection whose server
+        stopped taking writes is still open, so it is closed here, on the error that says so,
+        and its replacement goes to whichever server now takes writes."""
         pool = await self._opened()
         async with pool.acquire(timeout=POOL_TIMEOUT_SECONDS) as connection:
-            yield connection
+            try:
+                yield connection
+            except asyncpg.PostgresError as error:
+                if error.sqlstate in STALE_SERVER_SQLSTATES:
+                    connection.terminate()
+                raise
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:

@@ -25,6 +25,7 @@ from tenacity import AsyncRetrying, before_sleep_log, stop_after_delay, wait_exp
 
 from broker.ownership import declare_for_service
 from broker.topology import TOPOLOGY, Queue
+from shared.messaging.amqp import with_heartbeat
 from shared.messaging.consumer import EventConsumer, Handler
 from shared.messaging.housekeeping import Housekeeper
 from shared.messaging.relay import OutboxRelay
@@ -284,6 +285,8 @@ async def _connect(url: str) -> AbstractRobustConnection:
     ):
         with attempt:
             return await aio_pika.connect_robust(
-                url, reconnect_interval=RECONNECT_SECONDS, timeout=CONNECT_TIMEOUT_SECONDS
+                with_heartbeat(url),
+                reconnect_interval=RECONNECT_SECONDS,
+                timeout=CONNECT_TIMEOUT_SECONDS,
             )
     raise AssertionError("unreachable")

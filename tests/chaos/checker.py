@@ -26,15 +26,30 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from tests.chaos import snapshot
 from tests.chaos.load import LoadResult
 from tests.chaos.outside_events import OutsidePublisher
 from tests.chaos.snapshot import Snapshot
-from tests.chaos.stack import ChaosStack
 from tests.support.waiting import eventually
 
 TERMINAL = {"confirmed", "rejected", "cancelled"}
+
+
+class Deployment(Protocol):
+    """Where the services under test keep their state (the chaos and failover stacks)."""
+
+    @property
+    def user_db(self) -> str: ...
+
+    @property
+    def order_db(self) -> str: ...
+
+    @property
+    def amqp_url(self) -> str: ...
+
+
 ORDER_STEPS = ("order.confirmed", "order.rejected", "order.cancelled")
 
 
@@ -48,7 +63,7 @@ class Convergence:
 
 
 async def wait_for_convergence(
-    stack: ChaosStack, load: LoadResult, *, since: float, timeout: float
+    stack: Deployment, load: LoadResult, *, since: float, timeout: float
 ) -> Convergence:
     waiting_for = ""
 
@@ -65,7 +80,7 @@ async def wait_for_convergence(
     return Convergence(True, time.monotonic() - since, waiting_for)
 
 
-async def _not_converged_because(stack: ChaosStack, load: LoadResult) -> str:
+async def _not_converged_because(stack: Deployment, load: LoadResult) -> str:
     """Why the system has not converged yet, or "" once it has."""
     state = await snapshot.take(user_db=stack.user_db, order_db=stack.order_db)
     pending = [o.id for o in state.orders.values() if o.status == "pending"]
@@ -104,7 +119,11 @@ class Findings:
         return not self.invariant_violations
 
 
-async def check(stack: ChaosStack, load: LoadResult, outside: OutsidePublisher) -> Findings:
+async def check(
+    stack: Deployment, load: LoadResult, outside: OutsidePublisher | None = None
+) -> Findings:
+    """Judge the converged state; without an outside publisher, every dead letter is
+    unexpected."""
     state = await snapshot.take(user_db=stack.user_db, order_db=stack.order_db)
     findings = Findings(
         orders=Counter(o.status for o in state.orders.values()), unpublished=state.unpublished
@@ -115,7 +134,8 @@ async def check(stack: ChaosStack, load: LoadResult, outside: OutsidePublisher) 
     _check_credit_history(state, findings)
     _check_order_events(state, findings)
     _check_user_events(state, findings)
-    _check_reordered(state, outside, findings)
+    if outside is not None:
+        _check_reordered(state, outside, findings)
     await _check_dead_letters(stack, outside, findings)
     return findings
 
@@ -283,15 +303,16 @@ def _check_reordered(state: Snapshot, outside: OutsidePublisher, findings: Findi
 
 
 async def _check_dead_letters(
-    stack: ChaosStack, outside: OutsidePublisher, findings: Findings
+    stack: Deployment, outside: OutsidePublisher | None, findings: Findings
 ) -> None:
     found = await snapshot.dead_letter_ids(stack.amqp_url)
     findings.dead_lettered = len(found)
-    for message_id, queue in outside.malformed.items():
+    malformed = outside.malformed if outside is not None else {}
+    for message_id, queue in malformed.items():
         if found.get(message_id) != queue:
             findings.malformed_missing.append(f"malformed message {message_id} not in {queue}")
     findings.unexpected_dead_letters = [
         f"{message_id} in {queue}"
         for message_id, queue in found.items()
-        if message_id not in outside.malformed
+        if message_id not in malformed
     ]

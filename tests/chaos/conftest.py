@@ -1,8 +1,9 @@
 """One chaos run per module: the stack, the load, the faults, convergence and the findings.
 
 The tests of the module each assert one property of that run. The table is printed in pytest's
-terminal summary, so it shows with or without `-s`, whether the run passed or failed. Whatever
-happens, PostgreSQL and RabbitMQ are left running and the run's databases and vhost removed.
+terminal summary, so it shows with or without `-s`, whether the run passed or failed. The run
+restarts the session's private PostgreSQL and RabbitMQ, never the machine's; whatever happens,
+both are left running and the run's databases and vhost removed.
 """
 
 from __future__ import annotations
@@ -22,23 +23,31 @@ from tests.chaos.outside_events import OutsidePublisher
 from tests.chaos.plan import CONVERGENCE_TIMEOUT_SECONDS, CREDIT_LIMIT, ChaosPlan
 from tests.chaos.report import ChaosRun, render
 from tests.chaos.stack import ChaosStack
+from tests.support.servers.postgres import PostgresNode
+from tests.support.servers.rabbitmq import RabbitNode
+from tests.support.servers.registry import ServerRun
 
 REPORTS = pytest.StashKey[list[str]]()
 
 
 @pytest.fixture(scope="module")
 async def chaos_run(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+    server_run: ServerRun,
+    private_postgres: PostgresNode,
+    private_rabbitmq: RabbitNode,
 ) -> AsyncIterator[ChaosRun]:
-    if missing := servers.missing_tools():
-        pytest.fail(
-            f"chaos tests restart the local servers and need {', '.join(missing)}: "
-            "run `make services` (it installs PostgreSQL and RabbitMQ from Debian's packages)"
-        )
     plan = ChaosPlan.from_env()
     log_dir = tmp_path_factory.mktemp("chaos")
     started = time.monotonic()
-    stack = ChaosStack(log_dir=log_dir, credit_limit=CREDIT_LIMIT)
+    stack = ChaosStack(
+        log_dir=log_dir,
+        credit_limit=CREDIT_LIMIT,
+        postgres=private_postgres,
+        rabbitmq=private_rabbitmq,
+        mark=server_run.mark,
+    )
     try:
         await stack.start()
         load = LoadGenerator(
@@ -82,13 +91,15 @@ async def chaos_run(
             log_dir=log_dir,
             seconds=time.monotonic() - started,
             load_started=load_started,
-            diagnostics="" if convergence.converged else await servers.describe_queues(stack.vhost),
+            diagnostics=""
+            if convergence.converged
+            else await servers.describe_queues(stack.rabbitmq, stack.vhost),
         )
         request.config.stash.setdefault(REPORTS, []).append(render(run))
         yield run
     finally:
         try:
-            await servers.ensure_servers_running()
+            await servers.ensure_servers_running(private_postgres, private_rabbitmq)
         finally:
             await stack.close()
 

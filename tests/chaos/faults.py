@@ -106,15 +106,15 @@ class FaultInjector:
         return replica.name
 
     async def _restart_rabbitmq(self) -> str:
-        await servers.restart_rabbitmq(RABBITMQ_DOWN_SECONDS)
+        await servers.restart_rabbitmq(self.stack.rabbitmq, RABBITMQ_DOWN_SECONDS)
         return "rabbitmq"
 
     async def _close_rabbitmq_connections(self) -> str:
-        await servers.close_rabbitmq_connections(self.stack.vhost)
+        await servers.close_rabbitmq_connections(self.stack.rabbitmq, self.stack.vhost)
         return f"vhost {self.stack.vhost}"
 
     async def _restart_postgres(self) -> str:
-        await servers.restart_postgres()
+        await servers.restart_postgres(self.stack.postgres)
         return "postgresql"
 
     async def _cut(self) -> str:

@@ -80,6 +80,8 @@ class LoadResult:
     cancelled: set[str] = field(default_factory=set)
     retries: Counter[str] = field(default_factory=Counter)
     """Retried requests, by what went wrong."""
+    failures: list[tuple[float, str]] = field(default_factory=list)
+    """Each retried request: when (time.monotonic()) and what went wrong."""
     last_acknowledged: float = 0.0
     """time.monotonic() of the last order acknowledged"""
 
@@ -129,6 +131,7 @@ class Replicas:
                     return response
                 what = f"HTTP {response.status_code}"
             self._result.retries[what] += 1
+            self._result.failures.append((time.monotonic(), what))
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(min(1.0, 0.05 * 2 ** min(attempt, 5)) * self._rng.uniform(0.5, 1))
@@ -223,6 +226,27 @@ class LoadGenerator:
         finally:
             await orders.aclose()
         return self.result
+
+    async def decided_order(self, *, timeout: float) -> bool:
+        """Place one more order, recorded like the others, and wait until user_svc decided it:
+        True once the whole saga worked end to end, False if it did not within `timeout`."""
+        (intent,) = self.intents(1)
+        intent = OrderIntent(
+            user=intent.user, key=intent.key, items=intent.items, cancel_after=None
+        )
+        orders = Replicas(self.order_urls, self.result, self.rng)
+        deadline = time.monotonic() + timeout
+        try:
+            await self._order_flow(orders, intent)
+            order_id = self.result.acknowledged.get(intent.key)
+            while order_id is not None and time.monotonic() < deadline:
+                order = await orders.request("GET", f"/orders/{order_id}", token=intent.user.token)
+                if _expect(order, 200)["status"] != "pending":
+                    return True
+                await asyncio.sleep(0.1)
+            return False
+        finally:
+            await orders.aclose()
 
     async def _order_flow(self, orders: Replicas, intent: OrderIntent) -> None:
         self.result.sent[intent.key] = intent

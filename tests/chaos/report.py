@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,21 +49,17 @@ def render(run: ChaosRun) -> str:
         ),
         ("wrong decisions", str(len(findings.wrong_decisions))),
         ("reordered events wrong", str(len(findings.reorder_violations))),
-        ("unpublished in outboxes", _pairs(findings.unpublished.items())),
-        ("time to converge", _convergence(run.convergence)),
+        ("unpublished in outboxes", pairs(findings.unpublished.items())),
+        ("time to converge", time_to_converge(run.convergence)),
         ("  last waited for", run.convergence.waiting_for or "nothing (converged at once)"),
-        ("client retries", _pairs(load.retries.most_common()) or "0"),
+        ("client retries", pairs(load.retries.most_common()) or "0"),
         ("requests abandoned", str(len(load.abandoned))),
         ("unexpected answers", str(len(load.unexpected))),
-        ("service log tracebacks", _pairs(log_exceptions(run.log_dir).most_common(6)) or "none"),
+        ("service log tracebacks", pairs(log_exceptions(run.log_dir).most_common(6)) or "none"),
         ("seed / wall time", f"CHAOS_SEED={run.plan.seed} / {run.seconds:.0f} s"),
     ]
-    width = max(len(name) for name, _ in rows)
-    value_width = max(len(value) for _, value in rows)
-    rule = f"+-{'-' * width}-+-{'-' * value_width}-+"
-    lines = [rule, f"| {'chaos run':<{width}} | {'':<{value_width}} |", rule]
-    lines += [f"| {name:<{width}} | {value:<{value_width}} |" for name, value in rows]
-    lines += [rule, "faults (seconds from the start of the load, duration):"]
+    lines = table("chaos run", rows)
+    lines += ["faults (seconds from the start of the load, duration):"]
     lines += [
         f"  {f.started - run.load_started:6.1f}  {f.ended - f.started:4.1f}s  {f.kind}: {f.target}"
         for f in run.faults
@@ -78,9 +74,23 @@ def render(run: ChaosRun) -> str:
     return "\n".join(lines)
 
 
+def table(title: str, rows: Sequence[tuple[str, str]]) -> list[str]:
+    """Two columns, boxed, titled: the layout of every run's report."""
+    width = max(len(name) for name, _ in rows)
+    value_width = max(len(value) for _, value in rows)
+    rule = f"+-{'-' * width}-+-{'-' * value_width}-+"
+    lines = [rule, f"| {title:<{width}} | {'':<{value_width}} |", rule]
+    lines += [f"| {name:<{width}} | {value:<{value_width}} |" for name, value in rows]
+    return [*lines, rule]
+
+
 def problems(run: ChaosRun) -> list[str]:
     """Every finding that fails the run, one line each."""
-    findings = run.findings
+    return findings_problems(run.findings, run.load, run.convergence)
+
+
+def findings_problems(findings: Findings, load: LoadResult, convergence: Convergence) -> list[str]:
+    """Every finding of the checker, the load and convergence that fails a run, one line each."""
     return [
         *findings.lost,
         *findings.duplicated,
@@ -90,12 +100,12 @@ def problems(run: ChaosRun) -> list[str]:
         *findings.malformed_missing,
         *(f"unexpected dead letter {d}" for d in findings.unexpected_dead_letters),
         *(f"{n} unpublished in {s}" for s, n in findings.unpublished.items() if n),
-        *(f"load: {u}" for u in run.load.unexpected),
-        *(f"load: {a}" for a in run.load.abandoned),
+        *(f"load: {u}" for u in load.unexpected),
+        *(f"load: {a}" for a in load.abandoned),
         *(
             []
-            if run.convergence.converged
-            else [f"no convergence: still waiting for {run.convergence.waiting_for}"]
+            if convergence.converged
+            else [f"no convergence: still waiting for {convergence.waiting_for}"]
         ),
     ]
 
@@ -129,11 +139,11 @@ def _dead_lettered(run: ChaosRun) -> str:
     )
 
 
-def _convergence(convergence: Convergence) -> str:
+def time_to_converge(convergence: Convergence) -> str:
     if convergence.converged:
         return f"{convergence.seconds:.1f} s after the last fault"
     return f"NOT converged after {convergence.seconds:.0f} s"
 
 
-def _pairs(items: Iterable[tuple[str, int]]) -> str:
+def pairs(items: Iterable[tuple[str, int]]) -> str:
     return ", ".join(f"{name} {count}" for name, count in items)

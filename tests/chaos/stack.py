@@ -3,8 +3,8 @@
 Replicas of a service share their database, their queue and their inbox, and differ only in
 their HTTP port and their proxies, so a network fault can hit one replica's link to one server
 while the other replica keeps working. The test itself (load generator, checker, outside
-publisher) talks to the servers directly. Databases and the vhost are new for every run and
-removed afterwards.
+publisher) talks to the servers directly. The servers are the session's private ones, which
+the faults restart; databases and the vhost are new for every run and removed afterwards.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy.engine import make_url
 
 from shared.persistence.database import drop_database
-from tests.support.databases import POSTGRES
 from tests.support.processes import ServiceProcess, free_port
 from tests.support.proxy import TcpProxy
+from tests.support.servers.postgres import PostgresNode
+from tests.support.servers.rabbitmq import RabbitNode
 from tests.support.settings import JWT_SECRET, NO_RATE_LIMITS, SIGNING_KEY
-from tests.support.vhosts import AMQP, create_vhost, delete_vhost
 
 SERVICES = ("user_svc", "order_svc")
 REPLICAS_PER_SERVICE = 2
@@ -46,6 +46,10 @@ class Replica:
 class ChaosStack:
     log_dir: Path
     credit_limit: int
+    postgres: PostgresNode
+    rabbitmq: RabbitNode
+    mark: dict[str, str]
+    """The private servers' mark: the replicas are removed with them, even after a SIGKILL."""
     vhost: str = field(init=False)
     amqp_url: str = field(init=False)
     user_db: str = field(init=False)
@@ -53,10 +57,11 @@ class ChaosStack:
     replicas: list[Replica] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        self.vhost, self.amqp_url = create_vhost()
         suffix = uuid.uuid4().hex[:12]
-        self.user_db = f"{POSTGRES}/chaos_user_svc_{suffix}"
-        self.order_db = f"{POSTGRES}/chaos_order_svc_{suffix}"
+        self.vhost = f"chaos-{suffix}"
+        self.amqp_url = self.rabbitmq.add_vhost(self.vhost)
+        self.user_db = f"{self.postgres.base_url()}/chaos_user_svc_{suffix}"
+        self.order_db = f"{self.postgres.base_url()}/chaos_order_svc_{suffix}"
 
     def database_of(self, service: str) -> str:
         return self.user_db if service == "user_svc" else self.order_db
@@ -76,11 +81,10 @@ class ChaosStack:
 
     async def start(self) -> None:
         self.public_keys_file.write_bytes(SIGNING_KEY.public_pem)
-        postgres, amqp = make_url(POSTGRES), urlsplit(AMQP)
         for service in SERVICES:
             for number in range(1, REPLICAS_PER_SERVICE + 1):
-                database = TcpProxy(postgres.port or 5432, upstream_host=postgres.host or "")
-                broker = TcpProxy(amqp.port or 5672, upstream_host=amqp.hostname or "")
+                database = TcpProxy(self.postgres.port)
+                broker = TcpProxy(self.rabbitmq.amqp_port, upstream_host=self.rabbitmq.address)
                 await database.start()
                 await broker.start()
                 name = f"{service}-{number}"
@@ -107,6 +111,7 @@ class ChaosStack:
         credentials = amqp_url.netloc.rpartition("@")[0]
         port = free_port()
         env = {
+            **self.mark,
             "AMQP_URL": urlunsplit(
                 amqp_url._replace(netloc=f"{credentials}@127.0.0.1:{broker.port}")
             ),
@@ -131,4 +136,4 @@ class ChaosStack:
             await drop_database(self.user_db)
             await drop_database(self.order_db)
         finally:
-            delete_vhost(self.vhost)
+            self.rabbitmq.ctl("delete_vhost", self.vhost)

@@ -9,6 +9,10 @@ import pytest
 from shared.persistence.database import drop_database
 from tests.e2e.harness import Customer, Stack, register
 from tests.support.databases import POSTGRES
+from tests.support.names import unique_suffix
+from tests.support.servers.postgres import PostgresNode
+from tests.support.servers.rabbitmq import RabbitNode
+from tests.support.servers.registry import ServerRun
 from tests.support.vhosts import VhostSupply
 
 pytestmark = pytest.mark.e2e
@@ -17,7 +21,7 @@ pytestmark = pytest.mark.e2e
 def started_stack(tmp_path: Path, vhosts: VhostSupply) -> Stack:
     """Both services on brand-new (not even created) databases and a new vhost."""
     _, amqp_url = vhosts.take()
-    suffix = uuid.uuid4().hex[:12]
+    suffix = unique_suffix()
     return Stack(
         amqp_url=amqp_url,
         user_db=f"{POSTGRES}/e2e_user_svc_{suffix}",
@@ -49,13 +53,34 @@ async def stack(
 
 
 @pytest.fixture
-async def own_stack(tmp_path: Path, vhosts: VhostSupply) -> AsyncIterator[Stack]:
-    """A stack for a test that stops, kills or restarts services; the test starts it."""
-    stack = started_stack(tmp_path, vhosts)
+async def own_stack(
+    tmp_path: Path,
+    server_run: ServerRun,
+    private_postgres: PostgresNode,
+    private_rabbitmq: RabbitNode,
+) -> AsyncIterator[Stack]:
+    """A stack for a test that stops, kills or restarts services or servers; the test starts
+    it. It runs on this session's private servers, never on the machine's."""
+    suffix = uuid.uuid4().hex[:12]
+    vhost = f"e2e-{suffix}"
+    stack = Stack(
+        amqp_url=private_rabbitmq.add_vhost(vhost),
+        user_db=f"{private_postgres.base_url()}/e2e_user_svc_{suffix}",
+        order_db=f"{private_postgres.base_url()}/e2e_order_svc_{suffix}",
+        log_dir=tmp_path,
+    )
+    for service in (stack.user_svc, stack.order_svc):
+        service.env.update(server_run.mark)  # removed with the servers, even after a SIGKILL
     try:
         yield stack
     finally:
-        await teardown(stack, vhosts)
+        stack.user_svc.kill()
+        stack.order_svc.kill()
+        private_postgres.ensure_running()
+        private_rabbitmq.ensure_running()
+        await drop_database(stack.user_db)
+        await drop_database(stack.order_db)
+        private_rabbitmq.ctl("delete_vhost", vhost)
 
 
 @pytest.fixture

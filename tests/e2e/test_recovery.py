@@ -1,5 +1,8 @@
 """Self-healing and graceful shutdown: the servers restart under running services, the services
-carry on without a manual restart; a SIGTERM stops a service cleanly and loses nothing."""
+carry on without a manual restart; a SIGTERM stops a service cleanly and loses nothing.
+
+The servers restarted here are this session's private ones (`own_stack` runs on them), never
+the machine's."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import asyncio
 import signal
 import subprocess
 import uuid
-from pathlib import Path
 
 import aio_pika
 import httpx
@@ -17,32 +19,11 @@ from tests.e2e.harness import Stack, register
 from tests.support.events import cloud_event, publish
 from tests.support.processes import ServiceProcess
 from tests.support.proxy import TcpProxy
+from tests.support.servers.postgres import PostgresNode
+from tests.support.servers.rabbitmq import RabbitNode
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
-
-
-def restart_postgresql_immediately() -> None:
-    """Immediate mode: no checkpoint, every connection cut, as after a crash."""
-    (version,) = [p.name for p in Path("/etc/postgresql").iterdir()]
-    subprocess.run(
-        [
-            "pg_ctlcluster",
-            "--skip-systemctl-redirect",
-            version,
-            "main",
-            "restart",
-            "-m",
-            "immediate",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
 
 
 async def readiness(service: ServiceProcess) -> int:
@@ -60,17 +41,19 @@ async def becomes(service: ServiceProcess, status: int) -> None:
     await eventually(reached, timeout=60, what=f"{service.module} /readyz {status}")
 
 
-async def test_services_carry_on_by_themselves_after_rabbitmq_restarts(own_stack: Stack) -> None:
+async def test_services_carry_on_by_themselves_after_rabbitmq_restarts(
+    own_stack: Stack, private_rabbitmq: RabbitNode
+) -> None:
     await own_stack.start()
     customer = await register(own_stack)
-    rabbitmqctl("stop_app")
+    await asyncio.to_thread(private_rabbitmq.ctl, "stop_app")
     try:
         await becomes(own_stack.user_svc, 503)
         await becomes(own_stack.order_svc, 503)
         # The API still takes orders while the broker is down: they wait in the outbox.
         order = await customer.place_order(700)
     finally:
-        rabbitmqctl("start_app")
+        await asyncio.to_thread(private_rabbitmq.ctl, "start_app")
 
     await becomes(own_stack.user_svc, 200)
     await becomes(own_stack.order_svc, 200)
@@ -80,12 +63,13 @@ async def test_services_carry_on_by_themselves_after_rabbitmq_restarts(own_stack
 
 
 async def test_services_carry_on_by_themselves_after_postgresql_restarts(
-    own_stack: Stack,
+    own_stack: Stack, private_postgres: PostgresNode
 ) -> None:
     await own_stack.start()
     customer = await register(own_stack)
     before = [await customer.place_order(100) for _ in range(5)]
-    restart_postgresql_immediately()
+    # Immediate mode: no checkpoint, every connection cut, as after a crash.
+    await asyncio.to_thread(private_postgres.restart, "immediate")
 
     await becomes(own_stack.user_svc, 200)
     await becomes(own_stack.order_svc, 200)
@@ -124,15 +108,15 @@ async def test_sigterm_stops_a_service_cleanly_and_loses_nothing(own_stack: Stac
 
 
 async def test_a_second_sigterm_ends_a_shutdown_stuck_on_a_dead_database(
-    own_stack: Stack,
+    own_stack: Stack, private_postgres: PostgresNode
 ) -> None:
     """order_svc's database path stalls with a message in flight: the graceful shutdown waits
     for that message, and a second SIGTERM ends the wait at once."""
-    proxy = TcpProxy(5432)
+    proxy = TcpProxy(private_postgres.port)
     await proxy.start()
     service = own_stack.order_svc
     service.env["ORDER_SVC_DATABASE_URL"] = service.env["ORDER_SVC_DATABASE_URL"].replace(
-        "127.0.0.1:5432", f"127.0.0.1:{proxy.port}"
+        f"127.0.0.1:{private_postgres.port}", f"127.0.0.1:{proxy.port}"
     )
     await own_stack.start()
     stall = asyncio.create_task(proxy.stall(120))

@@ -27,6 +27,7 @@ from aio_pika.abc import AbstractConnection, AbstractQueue
 from broker.accounts import SERVICE_ACCOUNTS, ServiceAccount
 from broker.ownership import DeclaredScope, TopologyMissing, declare_for_service, declare_owned
 from broker.topology import ORDER_SVC_QUEUE, TOPOLOGY, USER_SVC_QUEUE
+from tests.support.names import unique_suffix
 from tests.support.vhosts import AMQP
 from tests.support.waiting import eventually
 
@@ -79,7 +80,7 @@ def environment_without_passwords() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[Broker]:
-    suffix = uuid.uuid4().hex[:12]
+    suffix = unique_suffix()
     vhost, prefix = f"test-accounts-{suffix}", f"test-{suffix}-"
     passwords = {account: secrets.token_urlsafe(16) for account in SERVICE_ACCOUNTS}
     env = environment_without_passwords() | {
@@ -291,7 +292,7 @@ async def test_declaring_owned_queues_without_the_exchange_says_how_to_set_the_v
 
 def test_the_accounts_command_refuses_to_run_without_the_service_passwords() -> None:
     done = run_accounts_command(
-        "--vhost", f"test-accounts-{uuid.uuid4().hex[:12]}", env=environment_without_passwords()
+        "--vhost", f"test-accounts-{unique_suffix()}", env=environment_without_passwords()
     )
 
     assert done.returncode == 2

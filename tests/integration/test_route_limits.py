@@ -23,8 +23,9 @@ from fastapi import FastAPI
 from order_svc.app import create_app as create_order_app
 from order_svc.settings import OrderSettings
 from shared.web.rate_limits import STORE_TIMEOUT_SECONDS
-from tests.e2e.harness import JWT_SECRET, SIGNING_KEY, eventually
 from tests.support.redis import REDIS
+from tests.support.settings import JWT_SECRET, SIGNING_KEY
+from tests.support.waiting import eventually
 from user_svc.app import create_app as create_user_app
 from user_svc.settings import UserSettings
 

@@ -1,11 +1,12 @@
 """Test databases on the local PostgreSQL: each service's schema migrated once per session into
 a template, and every test database a copy of it (`CREATE DATABASE .. TEMPLATE`), which costs a
-file copy instead of a migration. Names carry a random suffix, so runs never collide."""
+file copy instead of a migration. Names carry the session's tag and a random suffix
+(`tests.support.names`), so runs never collide and the session's guard can tell what it left
+behind."""
 
 from __future__ import annotations
 
 import os
-import uuid
 
 import asyncpg
 
@@ -16,10 +17,11 @@ from shared.persistence.database import (
     with_database,
 )
 from shared.persistence.migrations import migrate
+from tests.support.names import unique_suffix
 
 POSTGRES = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 SERVICES = ("user_svc", "order_svc")
-RUN = uuid.uuid4().hex[:8]
+RUN = unique_suffix()
 
 
 def _template(package: str) -> str:
@@ -42,7 +44,7 @@ async def drop_templates() -> None:
 async def new_database(package: str) -> str:
     """A new database for `package` (user_svc or order_svc) with its schema at head; the
     session's templates must exist (the `migrated_templates` fixture)."""
-    name = f"test_{package}_{uuid.uuid4().hex[:12]}"
+    name = f"test_{package}_{unique_suffix()}"
     admin = await asyncpg.connect(dsn(with_database(POSTGRES, "postgres")))
     try:
         await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_template(package)}"')

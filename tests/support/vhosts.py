@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from urllib.parse import quote
+
+from tests.support.names import unique_suffix
 
 AMQP = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
 
@@ -17,7 +18,7 @@ def _rabbitmqctl(*args: str) -> None:
 
 def create_vhost() -> tuple[str, str]:
     """A fresh vhost the guest user may use; returns (name, amqp url)."""
-    name = f"test-{uuid.uuid4().hex[:12]}"
+    name = f"test-{unique_suffix()}"
     _rabbitmqctl("add_vhost", name)
     _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
     return name, f"{AMQP}/{quote(name, safe='')}"

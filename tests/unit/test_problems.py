@@ -19,7 +19,7 @@ async def answer_to(error: Exception) -> httpx.Response:
     async def failing() -> None:
         raise error
 
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
         return await client.get("/failing")
 
@@ -36,13 +36,16 @@ async def test_a_request_that_finds_no_free_database_connection_gets_503_with_re
 @pytest.mark.parametrize(
     "error",
     [
-        pytest.param(ConnectionRefusedError(), id="refused"),
-        pytest.param(asyncpg.ConnectionDoesNotExistError(), id="connection-lost"),
-        pytest.param(asyncpg.exceptions.AdminShutdownError(), id="server-shutting-down"),
-        pytest.param(asyncpg.exceptions.ReadOnlySQLTransactionError(), id="now-a-standby"),
+        ConnectionRefusedError(),
+        asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        asyncpg.InterfaceError("connection is closed"),
+        asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.CannotConnectNowError("the database system is starting up"),
+        asyncpg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"),
     ],
+    ids=lambda error: type(error).__name__,
 )
-async def test_a_request_whose_database_is_unreachable_gets_503_with_retry_after(
+async def test_a_request_whose_database_is_unreachable_or_failing_over_gets_503_with_retry_after(
     error: Exception,
 ) -> None:
     response = await answer_to(error)
@@ -50,3 +53,9 @@ async def test_a_request_whose_database_is_unreachable_gets_503_with_retry_after
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_database_error_that_is_not_an_outage_is_a_500() -> None:
+    response = await answer_to(asyncpg.UniqueViolationError("duplicate key value"))
+
+    assert response.status_code == 500
