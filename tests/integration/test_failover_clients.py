@@ -186,7 +186,14 @@ async def test_a_connection_to_a_server_fenced_read_only_is_not_reused(
             await connection.execute("CREATE TABLE notes (n int)")
             before = await connection.fetchval(BACKEND)
         await asyncio.to_thread(fence, private_postgres, "on")
+
+        async def fenced() -> bool:
+            # A reload reaches each backend between two of its commands, not at once.
+            async with database.connection() as connection:
+                return await connection.fetchval("SHOW default_transaction_read_only") == "on"
+
         try:
+            await eventually(fenced, timeout=10, what="the pooled connection fenced")
             with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
                 async with database.transaction() as connection:
                     await write.execute(connection, n=1)
