@@ -52,17 +52,19 @@ def read(message: AbstractIncomingMessage) -> Seen:
     routing_key = message.routing_key or ""
     try:
         structured = as_structured(message.body, message.content_type, message.headers)
-        event = json.loads(structured)
-        if not isinstance(event, dict):
-            raise InvalidEvent("the body is JSON, but not an object")
-    except (InvalidEvent, ValueError) as error:
-        reason = error.reason if isinstance(error, InvalidEvent) else f"not JSON: {error}"
-        return Seen(routing_key, None, reason, message.body)
+    except InvalidEvent as error:
+        return Seen(routing_key, None, error.reason, message.body)
+    problem = None
     try:
         decode(structured)
     except InvalidEvent as error:
-        return Seen(routing_key, event, error.reason, message.body)
-    return Seen(routing_key, event, None, message.body)
+        problem = error.reason
+    try:
+        event = json.loads(structured)
+    except ValueError:
+        event = None
+    # What `decode` refused as no JSON object has its problem told: it is no CloudEvent.
+    return Seen(routing_key, event if isinstance(event, dict) else None, problem, message.body)
 
 
 def pretty(seen: Seen) -> str:
