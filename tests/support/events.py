@@ -37,6 +37,16 @@ def cloud_event(
     ).encode()
 
 
+def in_binary_mode(structured: bytes) -> tuple[bytes, dict[str, Any]]:
+    """The same event for binary mode (CloudEvents AMQP binding): its data as the body (content
+    type application/json), every other attribute in a `cloudEvents:` header."""
+    attributes = json.loads(structured)
+    data = attributes.pop("data")
+    attributes.pop("datacontenttype", None)
+    headers = {f"cloudEvents:{name}": value for name, value in attributes.items()}
+    return json.dumps(data).encode(), headers
+
+
 async def publish(
     amqp_url: str,
     routing_key: str,
