@@ -17,7 +17,6 @@ JSONObject = Mapping[str, Any]
 _CONSTRAINTS = (
     ("minLength", "at least {} characters"),
     ("maxLength", "at most {} characters"),
-    ("pattern", "matches ``` {} ```"),
     ("minimum", "≥ {}"),
     ("maximum", "≤ {}"),
     ("minItems", "at least {} items"),
@@ -190,11 +189,23 @@ def _meaning(spec: JSONObject, target: tuple[str, JSONObject] | None) -> str:
 
 def _constraints(spec: JSONObject, *, skip_const: bool = False) -> str:
     parts = [template.format(spec[key]) for key, template in _CONSTRAINTS if key in spec]
+    if "pattern" in spec:
+        parts.append(f"matches {_literal_code(spec['pattern'])}")
     if "enum" in spec:
         parts.append("one of " + ", ".join(f"`{value}`" for value in spec["enum"]))
     if "const" in spec and not skip_const:
         parts.append(f"always `{spec['const']}`")
     return (" (" + "; ".join(parts).replace("|", "\\|") + ")") if parts else ""
+
+
+def _literal_code(text: str) -> str:
+    """`text` as inline code inside a table cell, shown exactly as it is.
+
+    A Markdown code span cannot hold a `|` in a table cell (the backslash that escapes it is
+    shown too), so the code is HTML, every character other than a letter or digit an entity:
+    nothing in it is then read as Markdown or as a cell boundary.
+    """
+    return "<code>" + "".join(c if c.isalnum() else f"&#{ord(c)};" for c in text) + "</code>"
 
 
 def _anchor(name: str) -> str:
