@@ -271,10 +271,13 @@ def _tail(args: argparse.Namespace, url: str) -> int:
     def show(seen: tail.Seen) -> None:
         if not args.json:
             print(tail.pretty(seen), flush=True)
-        elif (line := tail.as_json(seen)) is not None:
+            return
+        line = tail.as_json(seen)
+        if line is not None:
             print(line, flush=True)
-        else:
-            print(f"tail: not a CloudEvent on {seen.routing_key}: {seen.problem}", file=sys.stderr)
+        if seen.problem is not None:
+            what = "not a CloudEvent" if line is None else "consumers dead-letter the event above"
+            print(f"tail: {what} ({seen.routing_key}): {seen.problem}", file=sys.stderr, flush=True)
 
     def ready(queue: str) -> None:
         print(
