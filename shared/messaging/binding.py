@@ -96,30 +96,33 @@ def attribute_headers(headers: Mapping[str, Any] | None) -> dict[str, Any]:
     None of them when they exceed `MAX_ATTRIBUTE_HEADER_BYTES`: such a message was refused,
     and carrying them could make the copy's header frame too large for the broker.
     """
-    chosen = {
+    chosen = _prefixed(headers or {})
+    return chosen if _size(chosen) <= MAX_ATTRIBUTE_HEADER_BYTES else {}
+
+
+def _prefixed(headers: Mapping[str, Any]) -> dict[str, Any]:
+    return {
         name: value
-        for name, value in (headers or {}).items()
+        for name, value in headers.items()
         if name.lower().startswith(ATTRIBUTE_PREFIXES)
     }
-    return chosen if _size(chosen) <= MAX_ATTRIBUTE_HEADER_BYTES else {}
 
 
 def _attributes(headers: Mapping[str, Any]) -> dict[str, Any]:
     """Attribute name -> header value, from every header named with a binding's prefix."""
+    prefixed = _prefixed(headers)
+    if _size(prefixed) > MAX_ATTRIBUTE_HEADER_BYTES:
+        raise InvalidEvent(
+            f"the CloudEvents attribute headers exceed {MAX_ATTRIBUTE_HEADER_BYTES} bytes"
+        )
     found: dict[str, Any] = {}
-    for name, value in headers.items():
+    for name, value in prefixed.items():
         lowered = name.lower()
-        prefix = next((p for p in ATTRIBUTE_PREFIXES if lowered.startswith(p)), None)
-        if prefix is None:
-            continue
+        prefix = next(p for p in ATTRIBUTE_PREFIXES if lowered.startswith(p))
         attribute = lowered[len(prefix) :]
         if attribute in found and found[attribute] != value:
             raise InvalidEvent(f"attribute {attribute[:100]!r} is given twice, with two values")
         found[attribute] = value
-    if found and _size(found) > MAX_ATTRIBUTE_HEADER_BYTES:
-        raise InvalidEvent(
-            f"the CloudEvents attribute headers exceed {MAX_ATTRIBUTE_HEADER_BYTES} bytes"
-        )
     return found
 
 
