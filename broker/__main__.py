@@ -1,6 +1,13 @@
-"""`python -m broker`: set the broker up, and inspect, replay or purge the dead-letter queues.
+"""`python -m broker`: set the broker up, publish and watch events, and inspect, replay or purge
+the dead-letter queues.
 
     python -m broker declare                       exchange, queues, bindings and DLQs (idempotent)
+    python -m broker publish TYPE --data @FILE|JSON|- [--subject S] [--source URI]
+                   [--aggregate-version N] [--correlation-id ID] [--causation-id ID] [--id UUID]
+                                                   one event of a catalogued type, validated,
+                                                   published and confirmed
+    python -m broker tail [PATTERN] [--json]       every event matching PATTERN (default `#`)
+                                                   as it is published, until Ctrl-C
     python -m broker accounts [--vhost NAME] [--user-prefix P] [--dev] [--print] [--node NODE]
                                                    the vhost, its topology and one least-privileged
                                                    user per service (needs rabbitmqctl)
@@ -15,8 +22,18 @@
     python -m broker dlq purge QUEUE --yes         delete them
 
 QUEUE is a service queue (`order_svc.events`) or its DLQ (`order_svc.events.dlq`). The broker is
-AMQP_URL. Exit status: 0 done, 1 the broker refused or something was not found, 2 usage error
-(unknown queue, purge without --yes, a service password missing).
+`--url`, else AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/. Exit status: 0 done (and `tail`
+stopped by Ctrl-C), 1 the broker refused or something was not found, 2 usage error (unknown
+queue, purge without --yes, a service password missing, an unknown event type or invalid data).
+
+`publish` builds the event with the publishing kit (`shared.messaging.publish`): `data` is
+checked against the type's schema and the envelope against the consumers' own rules before
+anything is sent, and the defaults make the event the contract describes (source: the producing
+service; subject: the aggregate id in the data; correlation id: the order id in the data, if
+any; aggregate version 1; a new id). It prints `published TYPE ID ...`. `tail` binds a temporary
+exclusive queue of its own to the `events` exchange with PATTERN (`order.*`, `#.credit_*`, ...)
+and prints each event for a person, or with `--json` one JSON object (the CloudEvent) per line;
+the queue disappears with the tail.
 
 `accounts` takes each service's password from USER_SVC_AMQP_PASSWORD / ORDER_SVC_AMQP_PASSWORD
 (`--dev` generates the missing ones and prints them), renders the definitions (`broker.accounts`,
@@ -32,19 +49,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractConnection
 
-from broker import dlq, k8s
+from broker import dlq, k8s, tail
 from broker.accounts import SERVICE_ACCOUNTS, permissions, topic_permissions
 from broker.definitions import (
     DEVELOPMENT_VHOST,
@@ -57,19 +76,21 @@ from broker.definitions import (
     to_json,
 )
 from broker.topology import TOPOLOGY, Queue, declare
+from shared.messaging.publish import InvalidEvent, Publisher, PublishFailed, build_event
+from shared.messaging.publish import broker_url as default_broker_url
 
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-async def _declare(url: str) -> None:
+async def _declare(url: str) -> int:
     connection = await aio_pika.connect(url)
     async with connection:
         await declare(await connection.channel())
     for queue in TOPOLOGY.queues:
         print(f"{TOPOLOGY.exchange.name} -> {queue.name} [{', '.join(queue.bindings)}]")
         print(f"  dead letters -> {queue.dead_letter_queue}")
+    return 0
 
 
 def _accounts(args: argparse.Namespace) -> int:
@@ -198,6 +219,84 @@ def _print_replayed(replayed: Sequence[dlq.DeadLetter], queue: Queue) -> None:
     print(f"replayed {len(replayed)} message(s) from {queue.dead_letter_queue}")
 
 
+def _publish(args: argparse.Namespace, url: str) -> int:
+    """Build, validate and publish one event; return the exit status."""
+    try:
+        data = json.loads(_data_text(args.data))
+    except (OSError, ValueError) as error:
+        print(f"error: --data: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if not isinstance(data, dict):
+        print("error: --data: an event's data is a JSON object", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        event = build_event(
+            args.type,
+            data,
+            subject=args.subject,
+            source=args.source,
+            aggregate_version=args.aggregate_version,
+            correlation_id=args.correlation_id,
+            causation_id=args.causation_id,
+            event_id=args.id,
+        )
+    except InvalidEvent as error:
+        print(f"error: {error.reason}", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def send() -> None:
+        async with Publisher(url) as publisher:
+            await publisher.send(event)
+
+    asyncio.run(send())
+    print(
+        f"published {event.type} {event.id} (subject {event.subject}, version "
+        f"{event.aggregateversion}, source {event.source})"
+    )
+    return 0
+
+
+def _data_text(argument: str) -> str:
+    """`--data`: `@FILE` is the file's text, `-` standard input, anything else the JSON itself."""
+    if argument == "-":
+        return sys.stdin.read()
+    if argument.startswith("@"):
+        return Path(argument[1:]).read_text("utf-8")
+    return argument
+
+
+def _tail(args: argparse.Namespace, url: str) -> int:
+    """Print every event matching the pattern until Ctrl-C (or SIGTERM); return the exit status."""
+
+    def show(seen: tail.Seen) -> None:
+        if not args.json:
+            print(tail.pretty(seen), flush=True)
+            return
+        line = tail.as_json(seen)
+        if line is not None:
+            print(line, flush=True)
+        if seen.problem is not None:
+            what = "not a CloudEvent" if line is None else "consumers dead-letter the event above"
+            print(f"tail: {what} ({seen.routing_key}): {seen.problem}", file=sys.stderr, flush=True)
+
+    def ready(queue: str) -> None:
+        print(
+            f"tail: {args.pattern!r} on {TOPOLOGY.exchange.name} into {queue}; Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await tail.watch(url, args.pattern, on_message=show, on_ready=ready, stop=stop)
+
+    asyncio.run(run())
+    return 0
+
+
 def _cell(value: object) -> str:
     return "-" if value is None else str(value)
 
@@ -224,7 +323,47 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("declare", help="declare the topology on AMQP_URL")
+    # Every command that talks to the broker over AMQP takes --url.
+    broker = argparse.ArgumentParser(add_help=False)
+    broker.add_argument(
+        "--url", help="the broker (default: AMQP_URL, else amqp://guest:guest@127.0.0.1:5672/)"
+    )
+    commands.add_parser("declare", parents=[broker], help="declare the topology on the broker")
+    publish = commands.add_parser(
+        "publish", parents=[broker], help="publish one event of a catalogued type, confirmed"
+    )
+    publish.add_argument("type", metavar="TYPE", help="the event type, e.g. user.registered")
+    publish.add_argument(
+        "--data",
+        required=True,
+        metavar="@FILE|JSON|-",
+        help="the event's data: @FILE for a file, - for standard input, or the JSON itself",
+    )
+    publish.add_argument("--subject", help="default: the aggregate id in the data")
+    publish.add_argument(
+        "--source", metavar="URI", help="default: the producing service, e.g. /user_svc"
+    )
+    publish.add_argument(
+        "--aggregate-version", type=int, metavar="N", help="the aggregate's version (default 1)"
+    )
+    publish.add_argument(
+        "--correlation-id", metavar="ID", help="default: the order id in the data, if any"
+    )
+    publish.add_argument("--causation-id", metavar="ID", help="the event that caused this one")
+    publish.add_argument(
+        "--id",
+        metavar="UUID",
+        help="the event id (default: a new one; the same twice: a duplicate)",
+    )
+    watch = commands.add_parser(
+        "tail", parents=[broker], help="print events as they are published, until Ctrl-C"
+    )
+    watch.add_argument(
+        "pattern", metavar="PATTERN", nargs="?", default="#", help="a topic pattern (default #)"
+    )
+    watch.add_argument(
+        "--json", action="store_true", help="one JSON object (the CloudEvent) per line"
+    )
     accounts = commands.add_parser(
         "accounts", help="vhost, topology and one least-privileged user per service (rabbitmqctl)"
     )
@@ -251,7 +390,9 @@ def _parser() -> argparse.ArgumentParser:
     resources.add_argument(
         "--dir", type=Path, default=k8s.DEFAULT_DIR, help="deploy/k8s folder (default: %(default)s)"
     )
-    dead_letters = commands.add_parser("dlq", help="inspect, replay or purge dead-letter queues")
+    dead_letters = commands.add_parser(
+        "dlq", parents=[broker], help="inspect, replay or purge dead-letter queues"
+    )
     actions = dead_letters.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="every DLQ and its message count")
     show = actions.add_parser("show", help="dead letters of QUEUE, left in place")
@@ -271,33 +412,55 @@ def _parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = _parser().parse_args()
-    url = os.environ.get("AMQP_URL", DEFAULT_AMQP_URL)
-    if args.command == "declare":
-        asyncio.run(_declare(url))
-        return
-    if args.command == "accounts":
-        sys.exit(_accounts(args))
-    if args.command == "definitions":
-        sys.stdout.write(to_json(development_definitions()))
-        return
-    if args.command == "k8s":
-        sys.exit(k8s.run(check=args.check, directory=args.dir))
+    url = getattr(args, "url", None) or default_broker_url()
+    try:
+        sys.exit(_run(args, url))
+    except (dlq.DeadLetterQueueMissing, PublishFailed, tail.TailFailed) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
+    except aiormq.exceptions.AMQPConnectionError as error:
+        print(
+            f"error: cannot reach the broker at {_without_password(url)}: {error}", file=sys.stderr
+        )
+        sys.exit(EXIT_FAILED)
+
+
+def _run(args: argparse.Namespace, url: str) -> int:
+    """Run the command; return the exit status."""
+    commands: dict[str, Callable[[], int]] = {
+        "declare": lambda: asyncio.run(_declare(url)),
+        "publish": lambda: _publish(args, url),
+        "tail": lambda: _tail(args, url),
+        "accounts": lambda: _accounts(args),
+        "definitions": _definitions,
+        "k8s": lambda: k8s.run(check=args.check, directory=args.dir),
+        "dlq": lambda: _dead_letters(args, url),
+    }
+    return commands[args.command]()
+
+
+def _definitions() -> int:
+    sys.stdout.write(to_json(development_definitions()))
+    return 0
+
+
+def _dead_letters(args: argparse.Namespace, url: str) -> int:
     try:
         queue = None if args.action == "list" else dlq.find_queue(args.queue)
     except dlq.UnknownQueue as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+        return EXIT_USAGE
     if args.action == "purge" and not args.yes:
         print("error: purge deletes every dead letter for good; add --yes", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
-    try:
-        sys.exit(asyncio.run(_dlq(url, queue, args)))
-    except dlq.DeadLetterQueueMissing as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(EXIT_FAILED)
-    except aiormq.exceptions.AMQPConnectionError as error:
-        print(f"error: cannot reach the broker (AMQP_URL): {error}", file=sys.stderr)
-        sys.exit(EXIT_FAILED)
+        return EXIT_USAGE
+    return asyncio.run(_dlq(url, queue, args))
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
 if __name__ == "__main__":

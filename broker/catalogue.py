@@ -24,12 +24,22 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+from broker.definitions import DEVELOPMENT_VHOST
 from broker.topology import TOPOLOGY, Topology
 from shared.events import EVENT_TYPES, EventData
-from shared.messaging.envelope import CONTENT_TYPE, TRACEPARENT_PATTERN, CloudEvent
+from shared.messaging.envelope import (
+    CONTENT_TYPE,
+    DATA_CONTENT_TYPE,
+    SOURCE_PATTERN,
+    TRACEPARENT_PATTERN,
+    CloudEvent,
+)
+from shared.messaging.media_types import JSON_MEDIA_TYPE_PATTERN
 
 JSONObject = dict[str, Any]
 
@@ -38,8 +48,11 @@ SCHEMA_ID_BASE = "https://eventful.example/events/"
 ASYNCAPI_VERSION = "3.0.0"
 CATALOGUE_VERSION = "1.0.0"
 AMQP_BINDING_VERSION = "0.3.0"
-LOCAL_BROKER_HOST = "127.0.0.1:5672"
 PERSISTENT = 2  # AMQP delivery mode
+# The vhost of every deployment (compose, Kubernetes), which the channel bindings name. `make run`
+# and the tests use the contract's default broker URL, whose vhost is the default `/`, with the
+# same exchange and queues declared in it.
+DEPLOYED_VHOST = DEVELOPMENT_VHOST
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "catalogue"
 EVENTS_DIR = "events"
@@ -62,6 +75,48 @@ def producer_of(event_type: str) -> str:
 def source_of(event_type: str) -> str:
     """The CloudEvent `source` of every event of `event_type`."""
     return f"/{producer_of(event_type)}"
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where one way of running the system has its broker (an AsyncAPI server)."""
+
+    name: str
+    host: str
+    vhost: str
+    description: str
+
+    @property
+    def pathname(self) -> str:
+        """The vhost as the path of an AMQP URI (`/` itself is written `%2F`)."""
+        return "/" + quote(self.vhost, safe="")
+
+
+SERVERS = (
+    Server(
+        "local",
+        "127.0.0.1:5672",
+        "/",
+        "`make run` and the tests: RabbitMQ on this machine, at the contract's default "
+        "AMQP_URL (`amqp://guest:guest@127.0.0.1:5672/`), in the default vhost `/`, where the "
+        "services declare the topology at start.",
+    ),
+    Server(
+        "compose",
+        "127.0.0.1:5672",
+        DEPLOYED_VHOST,
+        f"`docker compose up`: RabbitMQ in compose (`rabbitmq:5672` inside it), vhost "
+        f"`{DEPLOYED_VHOST}` with the topology and one user per service, loaded at boot from "
+        "broker/definitions.json.",
+    ),
+    Server(
+        "kubernetes",
+        "rabbitmq:5672",
+        DEPLOYED_VHOST,
+        f"deploy/k8s: the RabbitmqCluster `rabbitmq` in the services' namespace, vhost "
+        f"`{DEPLOYED_VHOST}`, its topology and users declared by the operator's resources.",
+    ),
+)
 
 
 def consumer_of(queue_name: str) -> str:
@@ -92,8 +147,14 @@ def _attribute_schemas(event_type: str) -> dict[str, JSONObject]:
         },
         "source": {
             "type": "string",
-            "const": source_of(event_type),
-            "description": "The producing service.",
+            "format": "uri-reference",
+            "pattern": SOURCE_PATTERN,
+            "examples": [source_of(event_type)],
+            "description": (
+                f"Who published the event, a URI-reference: `{source_of(event_type)}` when "
+                f"{producer_of(event_type)} did; another program publishing it names itself. "
+                "Consumers accept any source."
+            ),
         },
         "type": {
             "type": "string",
@@ -111,9 +172,14 @@ def _attribute_schemas(event_type: str) -> dict[str, JSONObject]:
             "description": "When the change happened (RFC 3339, with a UTC offset).",
         },
         "datacontenttype": {
-            "type": "string",
-            "const": "application/json",
-            "description": "Media type of `data`.",
+            "type": ["string", "null"],
+            "pattern": JSON_MEDIA_TYPE_PATTERN,
+            "examples": [DATA_CONTENT_TYPE],
+            "description": (
+                f"Media type of `data`: `{DATA_CONTENT_TYPE}` as the services write it; any JSON "
+                "media type is accepted, parameters too (`application/json; charset=utf-8`), "
+                f"and an absent one means `{DATA_CONTENT_TYPE}`."
+            ),
         },
         "aggregateversion": {
             "type": "integer",
@@ -149,7 +215,7 @@ def _cloudevent_schema(event_type: str, data_schema: JSONObject) -> JSONObject:
     return {
         "title": event_type,
         "description": (
-            f"CloudEvent of type `{event_type}` (CloudEvents 1.0, structured JSON), published by "
+            f"CloudEvent of type `{event_type}` (CloudEvents 1.0, JSON format), published by "
             f"{producer_of(event_type)} on the `{TOPOLOGY.exchange.name}` exchange with "
             f"routing key `{event_type}`. Other extension attributes are allowed and ignored."
         ),
@@ -228,7 +294,7 @@ def _exchange_channel(event_type: str, *, topology: Topology) -> JSONObject:
                     "type": "topic",
                     "durable": True,
                     "autoDelete": False,
-                    "vhost": "/",
+                    "vhost": DEPLOYED_VHOST,
                 },
                 "bindingVersion": AMQP_BINDING_VERSION,
             }
@@ -254,7 +320,7 @@ def _queue_channel(name: str, *, bindings: Sequence[str], dead_letter_queue: str
                     "durable": True,
                     "exclusive": False,
                     "autoDelete": False,
-                    "vhost": "/",
+                    "vhost": DEPLOYED_VHOST,
                 },
                 "bindingVersion": AMQP_BINDING_VERSION,
             }
@@ -340,19 +406,25 @@ def asyncapi_document(topology: Topology = TOPOLOGY) -> JSONObject:
                 "Every event user_svc and order_svc exchange through RabbitMQ: CloudEvents 1.0 "
                 f"in structured JSON mode on the durable topic exchange "
                 f"`{topology.exchange.name}`, routing key = event type, AMQP message_id = "
-                "CloudEvent id, AMQP type = CloudEvent type. Each consuming service has its own "
-                "durable queue and a dead-letter queue `<queue>.dlq`. Generated by "
+                "CloudEvent id, AMQP type = CloudEvent type. Consumers also take binary mode "
+                "(CloudEvents AMQP binding: attributes in `cloudEvents:` headers, `data` as the "
+                "body, its media type as the content type). Each consuming service has its own "
+                "durable queue and a dead-letter queue `<queue>.dlq`. The exchange and queues "
+                f"are the same in every vhost; the channel bindings name `{DEPLOYED_VHOST}`, the "
+                "vhost of compose and Kubernetes (the `local` server uses `/`). Generated by "
                 "`python -m broker.catalogue` from the code; do not edit by hand."
             ),
         },
         "defaultContentType": CONTENT_TYPE,
         "servers": {
-            "local": {
-                "host": LOCAL_BROKER_HOST,
+            server.name: {
+                "host": server.host,
+                "pathname": server.pathname,
                 "protocol": "amqp",
                 "protocolVersion": "0.9.1",
-                "description": "RabbitMQ on the local machine (development and tests).",
+                "description": server.description,
             }
+            for server in SERVERS
         },
         "channels": channels,
         "operations": _operations(topology),

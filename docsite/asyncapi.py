@@ -17,7 +17,6 @@ JSONObject = Mapping[str, Any]
 _CONSTRAINTS = (
     ("minLength", "at least {} characters"),
     ("maxLength", "at most {} characters"),
-    ("pattern", "matches `{}`"),
     ("minimum", "≥ {}"),
     ("maximum", "≤ {}"),
     ("minItems", "at least {} items"),
@@ -41,12 +40,13 @@ def render(document: JSONObject, *, download: str) -> str:
         "",
         "## Servers",
         "",
-        "| server | host | protocol | description |",
-        "| --- | --- | --- | --- |",
+        "| server | host | vhost path | protocol | description |",
+        "| --- | --- | --- | --- | --- |",
     ]
     lines += [
-        f"| {name} | `{server['host']}` | {server['protocol']} {server.get('protocolVersion', '')}"
-        f" | {server.get('description', '')} |"
+        f"| {name} | `{server['host']}` | `{server.get('pathname', '/')}` | "
+        f"{server['protocol']} {server.get('protocolVersion', '')} | "
+        f"{server.get('description', '')} |"
         for name, server in document["servers"].items()
     ]
     lines += [
@@ -93,7 +93,12 @@ def _resolve(document: JSONObject, reference: str) -> JSONObject:
 
 
 def _publisher(schema: JSONObject) -> str:
-    return str(schema["properties"]["source"]["const"]).lstrip("/")
+    return _source(schema).lstrip("/")
+
+
+def _source(schema: JSONObject) -> str:
+    """The `source` the producing service publishes with (the schema's example)."""
+    return str(schema["properties"]["source"]["examples"][0])
 
 
 def _envelope(schema: JSONObject) -> list[str]:
@@ -110,11 +115,11 @@ def _envelope(schema: JSONObject) -> list[str]:
         if name == "data":
             continue
         meaning = attribute.get("description", "")
-        if name in {"source", "type"}:
+        if name == "type":
             meaning += " Fixed per event type."
         lines.append(
             f"| `{name}` | {_type_of(attribute)} | {'yes' if name in required else 'no'} | "
-            f"{meaning}{_constraints(attribute, skip_const=name in {'source', 'type'})} |"
+            f"{meaning}{_constraints(attribute, skip_const=name == 'type')} |"
         )
     return lines
 
@@ -123,7 +128,7 @@ def _message(
     name: str, message: JSONObject, schemas: JSONObject, queues: Iterable[str]
 ) -> list[str]:
     schema = schemas[name]
-    source = schema["properties"]["source"]["const"]
+    source = _source(schema)
     consumed = ", ".join(f"`{queue}`" for queue in queues) or "no service's queue"
     return [
         f"### `{name}` {{#{_anchor(name)}}}",
@@ -184,11 +189,23 @@ def _meaning(spec: JSONObject, target: tuple[str, JSONObject] | None) -> str:
 
 def _constraints(spec: JSONObject, *, skip_const: bool = False) -> str:
     parts = [template.format(spec[key]) for key, template in _CONSTRAINTS if key in spec]
+    if "pattern" in spec:
+        parts.append(f"matches {_literal_code(spec['pattern'])}")
     if "enum" in spec:
         parts.append("one of " + ", ".join(f"`{value}`" for value in spec["enum"]))
     if "const" in spec and not skip_const:
         parts.append(f"always `{spec['const']}`")
     return (" (" + "; ".join(parts).replace("|", "\\|") + ")") if parts else ""
+
+
+def _literal_code(text: str) -> str:
+    """`text` as inline code inside a table cell, shown exactly as it is.
+
+    A Markdown code span cannot hold a `|` in a table cell (the backslash that escapes it is
+    shown too), so the code is HTML, every character other than a letter or digit an entity:
+    nothing in it is then read as Markdown or as a cell boundary.
+    """
+    return "<code>" + "".join(c if c.isalnum() else f"&#{ord(c)};" for c in text) + "</code>"
 
 
 def _anchor(name: str) -> str:

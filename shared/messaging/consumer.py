@@ -2,9 +2,10 @@
 
 For every message, in this order:
 
-1. Decode and validate the CloudEvent and its `data`. A message that can never be processed
-   (not a CloudEvent, unknown type, invalid data, no handler here) goes to `<queue>.dlq` at once
-   with the reason in a header, and is acked: it never blocks the queue or stops the consumer.
+1. Decode and validate the CloudEvent, in structured or binary mode (`shared.messaging.binding`),
+   and its `data`. A message that can never be processed (not a CloudEvent, unknown type, invalid
+   data, no handler here) goes to `<queue>.dlq` at once with the reason in a header, and is
+   acked: it never blocks the queue or stops the consumer.
 2. In one database transaction: claim the event id in the inbox (a duplicate is skipped), run the
    handler, let the unit of work write the resulting events to the outbox, commit.
 3. Ack only after the commit. A crash before the ack redelivers the message; the inbox makes the
@@ -42,6 +43,7 @@ from sqlalchemy import Table
 
 from broker.topology import Queue
 from shared.messaging import inbox
+from shared.messaging.binding import as_structured
 from shared.messaging.envelope import CONTENT_TYPE, CloudEvent, InvalidEvent, decode
 from shared.messaging.middleware import (
     ConsumerMiddleware,
@@ -164,25 +166,23 @@ class EventConsumer(Generic[U]):
         with contextlib.suppress(Exception):
             await channel.close()
 
-    async def handle(self, body: bytes, content_type: str | None = CONTENT_TYPE) -> Result:
-        """One attempt at one message; never raises for a bad message or a failing handler.
-
-        A message without a content type is judged by its body; one that declares another
-        content type than structured CloudEvents JSON is not ours to interpret.
-        """
-        decoded = self._decode(body, content_type)
+    async def handle(
+        self,
+        body: bytes,
+        content_type: str | None = CONTENT_TYPE,
+        headers: Mapping[str, Any] | None = None,
+    ) -> Result:
+        """One attempt at one message (body, content type and headers, in either content mode);
+        never raises for a bad message or a failing handler."""
+        decoded = self._decode(body, content_type, headers)
         if isinstance(decoded, Result):
             return decoded
         return await self._apply_one(decoded)
 
-    def _decode(self, body: bytes, content_type: str | None) -> _Decoded | Result:
+    def _decode(
+        self, body: bytes, content_type: str | None, headers: Mapping[str, Any] | None
+    ) -> _Decoded | Result:
         """The message ready to apply, or the INVALID result that dead-letters it."""
-        if content_type is not None and content_type != CONTENT_TYPE:
-            return Result(
-                Outcome.INVALID,
-                reason=f"content type {content_type[:100]!r} is not {CONTENT_TYPE}",
-                exception_type="InvalidEvent",
-            )
         if len(body) > self._max_message_bytes:
             # Not even parsed: a huge body is where parser bombs and memory exhaustion live.
             return Result(
@@ -191,7 +191,7 @@ class EventConsumer(Generic[U]):
                 exception_type="MessageTooLarge",
             )
         try:
-            envelope, data = decode(body)
+            envelope, data = decode(as_structured(body, content_type, headers))
         except InvalidEvent as error:
             return Result(Outcome.INVALID, reason=error.reason, exception_type="InvalidEvent")
         handler = self._handlers.get(envelope.type)
@@ -284,7 +284,7 @@ class EventConsumer(Generic[U]):
 
     async def _process(self, batch: Sequence[AbstractIncomingMessage]) -> None:
         started, received_at = time.perf_counter(), time.time()
-        decoded = [self._decode(m.body, m.content_type) for m in batch]
+        decoded = [self._decode(m.body, m.content_type, m.headers) for m in batch]
         ready = [d for d in decoded if isinstance(d, _Decoded)]
         applied: dict[int, Result] = {}
         if len(ready) > 1:

@@ -1,9 +1,12 @@
-"""CloudEvents 1.0 structured-JSON envelope: the only wire format on the `events` exchange.
+"""The CloudEvents 1.0 envelope in the JSON event format, and the rules every event must meet.
 
 Outgoing events are wrapped here exactly once, when the unit of work writes them to the outbox,
 so the bytes the relay publishes (and republishes after a crash) never change: the same `id`
-on every redelivery. Incoming bodies are decoded here into a validated envelope and a validated
-`data` model, or rejected with an `InvalidEvent` whose reason goes to the dead-letter queue.
+on every redelivery. Incoming events, in the JSON format (a binary-mode message is rewritten into
+it first, by `shared.messaging.binding`), are decoded here into a validated envelope and a
+validated `data` model, or rejected with an `InvalidEvent` whose reason goes to the dead-letter
+queue. The publishing kit (`shared.messaging.publish`) checks what it builds with the same
+`decode`, so an event it accepts is one every consumer accepts.
 """
 
 from __future__ import annotations
@@ -14,14 +17,28 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 from shared.events import EVENT_TYPES, DomainEvent, EventData
+from shared.messaging import media_types
 
 CONTENT_TYPE = "application/cloudevents+json"
+DATA_CONTENT_TYPE = "application/json"
 TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+# A URI-reference (RFC 3986), as CloudEvents requires of `source`: its characters only, unreserved,
+# reserved or percent-encoded, at least one. The services use `/<service>`; any other program
+# publishing events names itself, and its events are consumed alike.
+SOURCE_PATTERN = r"^(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})+$"
 
-
+_SOURCE = re.compile(SOURCE_PATTERN[1:-1])
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}")
 
 
@@ -34,6 +51,18 @@ def _rfc3339(value: object) -> object:
     return datetime.fromisoformat(value)
 
 
+def _uri_reference(value: str) -> str:
+    if not _SOURCE.fullmatch(value):
+        raise ValueError("source must be a URI-reference (RFC 3986), such as /my_program")
+    return value
+
+
+def _json_media_type(value: str | None) -> str | None:
+    if value is not None and not media_types.is_json(value):
+        raise ValueError("datacontenttype must be a JSON media type, such as application/json")
+    return value
+
+
 class CloudEvent(BaseModel):
     """The envelope attributes of the contract; other extension attributes are allowed and kept."""
 
@@ -43,11 +72,13 @@ class CloudEvent(BaseModel):
 
     specversion: Literal["1.0"]
     id: UUID
-    source: Annotated[str, Field(min_length=1)]
+    source: Annotated[str, AfterValidator(_uri_reference)]
     type: str
     subject: Annotated[str, Field(min_length=1)]
     time: Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
-    datacontenttype: Literal["application/json"]
+    # Any JSON media type, parameters allowed; absent means `application/json` (the CloudEvents
+    # JSON format, section 3.1). Producers here always write `DATA_CONTENT_TYPE`.
+    datacontenttype: Annotated[str | None, AfterValidator(_json_media_type)] = None
     data: dict[str, Any]
     aggregateversion: Annotated[int, Field(ge=0, le=2**31 - 1)]
     correlationid: str | None = None
@@ -92,7 +123,7 @@ def wrap(
         type=event.type,
         subject=str(event.subject),
         time=datetime.now(UTC),
-        datacontenttype="application/json",
+        datacontenttype=DATA_CONTENT_TYPE,
         data=event.data.model_dump(mode="json"),
         aggregateversion=event.aggregate_version,
         correlationid=str(correlation) if correlation else None,
@@ -110,18 +141,19 @@ def decode(body: bytes) -> tuple[CloudEvent, EventData]:
     try:
         envelope = CloudEvent.model_validate_json(body)
     except ValidationError as error:
-        raise InvalidEvent(f"not a valid CloudEvent: {_summarise(error)}") from error
+        raise InvalidEvent(f"not a valid CloudEvent: {summarise(error)}") from error
     model = EVENT_TYPES.get(envelope.type)
     if model is None:
         raise InvalidEvent(f"unknown event type {envelope.type[:100]!r}")
     try:
         data = model.model_validate(envelope.data)
     except ValidationError as error:
-        raise InvalidEvent(f"invalid data for {envelope.type}: {_summarise(error)}") from error
+        raise InvalidEvent(f"invalid data for {envelope.type}: {summarise(error)}") from error
     return envelope, data
 
 
-def _summarise(error: ValidationError) -> str:
+def summarise(error: ValidationError) -> str:
+    """One bounded line naming every validation error and where it is."""
     return "; ".join(
         f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}" for e in error.errors()
     )[:1000]

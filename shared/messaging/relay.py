@@ -25,13 +25,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.sql import func
 
-from shared.messaging.envelope import CONTENT_TYPE
+from shared.messaging.binding import structured_message
 from shared.messaging.outbox import NOTIFY_CHANNEL
 from shared.observability.metrics import Metrics
 from shared.persistence.database import Database, dsn
@@ -148,7 +147,10 @@ class OutboxRelay:
             results = await asyncio.gather(
                 *(
                     exchange.publish(
-                        _message(row["id"], row["type"], row["body"]), routing_key=row["type"]
+                        structured_message(
+                            event_id=row["id"], event_type=row["type"], body=row["body"]
+                        ),
+                        routing_key=row["type"],
                     )
                     for row in rows
                 ),
@@ -240,13 +242,3 @@ def _backoff(failures: int) -> float:
 async def _wait(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
-
-
-def _message(event_id: Any, event_type: str, body: bytes) -> aio_pika.Message:
-    return aio_pika.Message(
-        body=body,
-        message_id=str(event_id),
-        type=event_type,
-        content_type=CONTENT_TYPE,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-    )

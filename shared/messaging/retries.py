@@ -18,6 +18,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from broker.topology import Queue
+from shared.messaging.binding import attribute_headers
 from shared.messaging.middleware import Delivery, Outcome
 
 log = logging.getLogger(__name__)
@@ -91,9 +92,10 @@ class RetryRouting:
         channel = self._channel()
         if channel is None:
             raise RuntimeError("consumer is stopped")
-        # Only our own bookkeeping travels with the copy, each value bounded: a header frame
-        # larger than the broker's frame size closes the whole connection.
-        headers: dict[str, Any] = {
+        # Only a binary-mode event's attributes (bounded) and our own bookkeeping (each value
+        # bounded) travel with the copy: a header frame larger than the broker's frame size
+        # closes the whole connection.
+        headers: dict[str, Any] = attribute_headers(message.headers) | {
             name: value[:MAX_HEADER_TEXT] if isinstance(value, str) else value
             for name, value in extra_headers.items()
         }

@@ -13,7 +13,8 @@ the way any outside program could, then one valid `user.updated` for a fresh use
 "Malformed" is what the contract calls so: not JSON, invalid UTF-8, a JSON value that is not an
 object, attributes missing or of a JSON type they can never have, unknown or foreign event types,
 `data` failing its model, bodies over `max_message_bytes` and huge strings under it, a wrong AMQP
-content type. Narrower tests at the end cover well-formed bodies that are still not valid events
+content type, and binary-mode messages (attributes in headers) broken in the same ways. Narrower
+tests at the end cover well-formed bodies that are still not valid events
 (the wrong content type alone, attribute values of a wrong type that the decoder coerces, values
 no database column can hold) and a huge body under the services' default size cap.
 
@@ -93,11 +94,13 @@ class Message:
     content_type: str = CONTENT_TYPE
     renames: uuid.UUID | None = None
     """The user a body that looks like a valid `user.updated` would rename, if any."""
+    headers: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
         preview = self.body[:120]
         more = f"... ({len(self.body)} bytes)" if len(self.body) > len(preview) else ""
-        return f"{self.kind}, content type {self.content_type!r}: {preview!r}{more}"
+        headers = f", headers {str(self.headers)[:300]}" if self.headers else ""
+        return f"{self.kind}, content type {self.content_type!r}{headers}: {preview!r}{more}"
 
     __repr__ = describe
 
@@ -170,11 +173,14 @@ huge_strings = st.builds(
 WRONG_ATTRIBUTES: dict[str, st.SearchStrategy[Any]] = {
     "specversion": json_values.filter(lambda v: v != "1.0") | huge_strings,
     "id": json_values.filter(not_a_uuid) | huge_strings,
-    "source": not_strings | st.just(""),
+    "source": not_strings | st.sampled_from(["", "/with space", "/caf\u00e9"]),
     "type": not_strings,
     "subject": not_strings | st.just(""),
     "time": st.none() | st.booleans() | containers | digitless_text,
-    "datacontenttype": json_values.filter(lambda v: v != "application/json"),
+    # null is an absent datacontenttype (the JSON format then implies application/json).
+    "datacontenttype": json_values.filter(
+        lambda v: v is not None and not (isinstance(v, str) and "json" in v.lower())
+    ),
     "data": not_objects,
     "aggregateversion": st.none()
     | containers
@@ -193,7 +199,6 @@ REQUIRED = (
     "type",
     "subject",
     "time",
-    "datacontenttype",
     "data",
     "aggregateversion",
 )
@@ -314,6 +319,68 @@ def malformed(draw: st.DrawFn) -> Message:
     return replace(message, content_type=content_type)
 
 
+BINARY_PREFIXES = ("cloudEvents:", "cloudEvents_", "ce-")
+# Attribute header values that are wrong whatever the prefix: of no CloudEvents type, or not
+# valid for the attribute in any of its forms (timestamp or text, integer or decimal text).
+WRONG_HEADER_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "specversion": st.sampled_from(["0.3", "1", "", 1]),
+    "id": st.sampled_from(["event-42", "", 42]),
+    "source": st.sampled_from(["", "/with space", 7]),
+    "time": st.sampled_from(["yesterday", "2024-06-01", 1.5, ""]),
+    "aggregateversion": st.sampled_from(["2.0", "02", "two", "", 2.5, True]),
+    "subject": st.sampled_from(["", 3]),
+}
+
+
+@st.composite
+def in_binary_mode(draw: st.DrawFn) -> Message:
+    """A `user.updated` in binary mode (attributes in headers, data as the body), broken once."""
+    user_id = draw(st.uuids())
+    attributes = user_updated(user_id, draw(st.uuids()))
+    data = attributes.pop("data")
+    attributes.pop("datacontenttype")
+    prefix = draw(st.sampled_from(BINARY_PREFIXES))
+    headers = {f"{prefix}{name}": value for name, value in attributes.items()}
+    body, content_type = encoded(data), "application/json"
+    how = draw(
+        st.sampled_from(
+            [
+                "attribute missing",
+                "attribute of no CloudEvents type",
+                "attribute wrong",
+                "attribute twice",
+                "attributes too large",
+                "data not JSON",
+                "data not declared JSON",
+                "data invalid",
+                "no data",
+            ]
+        )
+    )
+    if how == "attribute missing":
+        del headers[f"{prefix}{draw(st.sampled_from(sorted(set(REQUIRED) - {'data'})))}"]
+    elif how == "attribute of no CloudEvents type":
+        name = draw(st.sampled_from(sorted(attributes)))
+        headers[f"{prefix}{name}"] = draw(st.sampled_from([1.5, [1], {"a": 1}]))
+    elif how == "attribute wrong":
+        name = draw(st.sampled_from(sorted(WRONG_HEADER_VALUES)))
+        headers[f"{prefix}{name}"] = draw(WRONG_HEADER_VALUES[name])
+    elif how == "attribute twice":
+        other = draw(st.sampled_from([p for p in BINARY_PREFIXES if p != prefix]))
+        headers[f"{other}id"] = str(draw(st.uuids()))
+    elif how == "attributes too large":
+        headers[f"{prefix}padding"] = "x" * 20_000
+    elif how == "data not JSON":
+        body = draw(st.sampled_from([b"{not json", b"\xff\xfe", b"Renamed"]))
+    elif how == "data not declared JSON":
+        content_type = draw(st.sampled_from(["text/plain", "application/xml", "not a type"]))
+    elif how == "data invalid":
+        body = encoded({**data, "user_id": "nobody"})
+    else:
+        body = b""
+    return Message(f"binary mode: {how}", body, content_type, renames=user_id, headers=headers)
+
+
 # -- the consumer under test ---------------------------------------------------------------------
 
 
@@ -330,6 +397,7 @@ class Stack:
         await self.exchange.publish(
             aio_pika.Message(
                 message.body,
+                headers=message.headers,
                 message_id=message_id,
                 type=ROUTING_KEY,
                 content_type=message.content_type,
@@ -510,8 +578,8 @@ def well_formed_with_a_wrong_content_type(draw: st.DrawFn) -> Message:
 async def test_a_well_formed_body_with_the_wrong_content_type_is_dead_lettered(
     stack: Stack, batch: list[Message]
 ) -> None:
-    """The contract's wire format is structured CloudEvents, `application/cloudevents+json`;
-    a message without it is not one, whatever its body looks like."""
+    """Under any content type but `application/cloudevents+json` a message is in binary mode,
+    its attributes in headers; with none there, it is no CloudEvent, whatever its body says."""
     await publish_and_check(stack, batch)
 
 
@@ -532,6 +600,16 @@ def with_a_coercible_wrong_type(draw: st.DrawFn) -> Message:
     return Message(
         f"{attribute} as {type(value).__name__} {value!r}", encoded(attributes), renames=user_id
     )
+
+
+@NARROW_PROPERTY
+@seed(SEED)
+@given(batch=st.lists(in_binary_mode(), min_size=BATCH, max_size=BATCH))
+async def test_every_malformed_binary_mode_message_is_dead_lettered(
+    stack: Stack, batch: list[Message]
+) -> None:
+    """Binary mode (CloudEvents AMQP binding) meets the same rules as structured mode."""
+    await publish_and_check(stack, batch)
 
 
 @NARROW_PROPERTY

@@ -26,7 +26,7 @@ from shared.messaging.envelope import CloudEvent
 from shared.persistence.database import Database
 from tests.integration.consumers import consumer_of, customer, registered
 from tests.integration.rows import count_rows
-from tests.support.events import dead_letters, publish
+from tests.support.events import dead_letters, in_binary_mode, publish
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -95,6 +95,52 @@ async def test_a_handler_that_fails_twice_then_succeeds_is_applied_once(
     )
     assert await count_rows(order_database, inbox) == 1
     assert await dead_letters(amqp_url, queue.dead_letter_queue) == []
+
+
+async def test_a_binary_mode_event_keeps_its_attributes_through_its_retries(
+    order_database: Database, amqp_url: str, queue: Queue, broker: AbstractRobustConnection
+) -> None:
+    handler = FailingFirst(2)
+    consumer = consumer_of(order_database, queue=queue, handlers={"user.registered": handler})
+    user_id = uuid.uuid4()
+    body, headers = in_binary_mode(registered(user_id))
+    await publish(
+        amqp_url, "user.registered", body, content_type="application/json", headers=headers
+    )
+
+    async def applied() -> Customer | None:
+        return await customer(order_database, user_id)
+
+    await run_until(consumer, broker, applied, "the customer after two retries")
+
+    assert handler.calls == 3
+    assert await dead_letters(amqp_url, queue.dead_letter_queue) == []
+
+
+async def test_a_replayed_binary_mode_dead_letter_is_applied_once_the_fault_is_fixed(
+    order_database: Database, amqp_url: str, queue: Queue, broker: AbstractRobustConnection
+) -> None:
+    handler = FailingFirst(failures=1)
+    consumer = consumer_of(
+        order_database, queue=queue, handlers={"user.registered": handler}, max_attempts=1
+    )
+    user_id = uuid.uuid4()
+    body, headers = in_binary_mode(registered(user_id))
+    await publish(
+        amqp_url, "user.registered", body, content_type="application/json", headers=headers
+    )
+
+    async def dead_lettered() -> list[aio_pika.abc.AbstractIncomingMessage]:
+        return await dead_letters(amqp_url, queue.dead_letter_queue)
+
+    await run_until(consumer, broker, dead_lettered, "the dead letter")
+    await dlq.replay(broker, queue)
+
+    async def applied() -> Customer | None:
+        return await customer(order_database, user_id)
+
+    await run_until(consumer, broker, applied, "the replayed event applied")
+    assert handler.calls == 2
 
 
 async def test_retries_do_not_hold_up_the_messages_behind(

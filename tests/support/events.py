@@ -37,8 +37,27 @@ def cloud_event(
     ).encode()
 
 
-async def publish(amqp_url: str, routing_key: str, body: bytes, message_id: str = "") -> None:
-    """Publish onto `events` like any outside program would: a plain AMQP client."""
+def in_binary_mode(structured: bytes) -> tuple[bytes, dict[str, Any]]:
+    """The same event for binary mode (CloudEvents AMQP binding): its data as the body (content
+    type application/json), every other attribute in a `cloudEvents:` header."""
+    attributes = json.loads(structured)
+    data = attributes.pop("data")
+    attributes.pop("datacontenttype", None)
+    headers = {f"cloudEvents:{name}": value for name, value in attributes.items()}
+    return json.dumps(data).encode(), headers
+
+
+async def publish(
+    amqp_url: str,
+    routing_key: str,
+    body: bytes,
+    message_id: str = "",
+    *,
+    content_type: str | None = "application/cloudevents+json",
+    headers: Mapping[str, Any] | None = None,
+) -> None:
+    """Publish onto `events` like any outside program would: a plain AMQP client (structured
+    mode by default; binary mode with the attributes in `headers`)."""
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
@@ -46,9 +65,10 @@ async def publish(amqp_url: str, routing_key: str, body: bytes, message_id: str 
         await exchange.publish(
             aio_pika.Message(
                 body,
+                headers=dict(headers or {}),
                 message_id=message_id or None,
                 type=routing_key,
-                content_type="application/cloudevents+json",
+                content_type=content_type,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             ),
             routing_key=routing_key,

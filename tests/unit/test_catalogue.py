@@ -8,6 +8,8 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from broker import catalogue
@@ -29,7 +31,7 @@ from shared.events import (
     UserRegistered,
     UserUpdated,
 )
-from shared.messaging.envelope import CloudEvent, decode, encode, wrap
+from shared.messaging.envelope import CloudEvent, InvalidEvent, decode, encode, wrap
 
 USER_ID = UUID("00000000-0000-4000-8000-000000000001")
 ORDER_ID = UUID("00000000-0000-4000-8000-000000000002")
@@ -235,11 +237,107 @@ def test_event_without_data_is_invalid(event_type: str) -> None:
     assert not validator(event_type).is_valid(event)
 
 
-def test_event_from_the_wrong_service_is_invalid() -> None:
-    event = wire_event("user.registered")
-    event["source"] = "/order_svc"
+# The schemas accept exactly what the decoder accepts: `source` any URI-reference (an outside
+# program publishing an event names itself), `datacontenttype` any JSON media type or none.
+# Strings ending in a newline are left out: jsonschema applies `pattern` with Python's `re`,
+# whose `$` also matches before a final newline; JSON Schema's `$` (ECMA-262) does not, nor does
+# the decoder.
+ATTRIBUTE_TEXT = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40
+).filter(lambda text: not text.endswith("\n"))
+
+
+def decoder_accepts(event: dict[str, Any]) -> bool:
+    try:
+        decode(json.dumps(event).encode())
+    except InvalidEvent:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["/user_svc", "/order_svc", "/my_program", "https://example.com/a?b=c#d", "urn:x:y", "/%41"],
+)
+def test_event_from_any_uri_reference_source_is_valid_and_decoded(source: str) -> None:
+    event = wire_event("user.registered") | {"source": source}
+
+    assert validator("user.registered").is_valid(event)
+    assert decoder_accepts(event)
+
+
+@pytest.mark.parametrize("source", ["", "/a b", "/%zz", "/café", "/a\nb", 7])
+def test_event_whose_source_is_no_uri_reference_is_invalid_and_refused(source: object) -> None:
+    event = wire_event("user.registered") | {"source": source}
 
     assert not validator("user.registered").is_valid(event)
+    assert not decoder_accepts(event)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    source=ATTRIBUTE_TEXT
+    | st.sampled_from(["/user_svc", "http://h/p", "a:b", "%2F", "%", "%4", "[::1]", "x y"])
+)
+def test_schema_and_decoder_agree_on_every_source(source: str) -> None:
+    event = wire_event("order.created") | {"source": source}
+
+    assert validator("order.created").is_valid(event) == decoder_accepts(event), source
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        'Application/JSON;charset="UTF-8"',
+        "application/vnd.eventful+json",
+        "text/json",
+        None,
+    ],
+)
+def test_event_whose_data_is_declared_json_in_any_spelling_is_valid_and_decoded(
+    content_type: str | None,
+) -> None:
+    event = wire_event("user.updated") | {"datacontenttype": content_type}
+
+    assert validator("user.updated").is_valid(event)
+    assert decoder_accepts(event)
+
+
+def test_event_without_a_datacontenttype_is_valid_and_decoded() -> None:
+    event = wire_event("user.updated")
+    del event["datacontenttype"]
+
+    assert validator("user.updated").is_valid(event)
+    assert decoder_accepts(event)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/xml", "application/json;x", "json", "", 7]
+)
+def test_event_whose_data_is_not_declared_json_is_invalid_and_refused(content_type: object) -> None:
+    event = wire_event("user.updated") | {"datacontenttype": content_type}
+
+    assert not validator("user.updated").is_valid(event)
+    assert not decoder_accepts(event)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    content_type=ATTRIBUTE_TEXT
+    | st.sampled_from(["application/json", "a/json", "x/y+json;a=b", 'a/json;q="\\"', "a/jsonx"])
+    | st.builds(
+        "{}/{}{}".format,
+        st.sampled_from(["application", "text", "x"]),
+        st.sampled_from(["json", "ld+json", "JSON", "xml", "json+x"]),
+        st.sampled_from(["", ";charset=utf-8", " ; a=b", ';a="x y"', ";a", "; a=", ";=b"]),
+    )
+)
+def test_schema_and_decoder_agree_on_every_datacontenttype(content_type: str) -> None:
+    event = wire_event("user.updated") | {"datacontenttype": content_type}
+
+    assert validator("user.updated").is_valid(event) == decoder_accepts(event), content_type
 
 
 def test_event_of_another_type_is_invalid_against_a_schema() -> None:
@@ -268,10 +366,14 @@ def test_asyncapi_version_is_3_0_0() -> None:
     assert asyncapi()["info"]["version"] == "1.0.0"
 
 
-def test_asyncapi_names_the_local_amqp_server() -> None:
+def test_asyncapi_names_one_amqp_server_per_deployment() -> None:
     servers = asyncapi()["servers"]
 
-    assert [(s["protocol"], s["host"]) for s in servers.values()] == [("amqp", "127.0.0.1:5672")]
+    assert {name: (s["protocol"], s["host"], s["pathname"]) for name, s in servers.items()} == {
+        "local": ("amqp", "127.0.0.1:5672", "/%2F"),
+        "compose": ("amqp", "127.0.0.1:5672", "/eventful"),
+        "kubernetes": ("amqp", "rabbitmq:5672", "/eventful"),
+    }
 
 
 def test_every_asyncapi_ref_resolves() -> None:
@@ -326,7 +428,7 @@ def test_every_event_type_has_a_channel_addressed_by_its_routing_key() -> None:
             "type": "topic",
             "durable": True,
             "autoDelete": False,
-            "vhost": "/",
+            "vhost": "eventful",
         }
 
 

@@ -176,7 +176,7 @@ def test_decoding_a_json_array_is_an_invalid_event() -> None:
 
 @pytest.mark.parametrize(
     "attribute",
-    ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"],
+    ["specversion", "id", "source", "type", "subject", "time", "data", "aggregateversion"],
 )
 def test_decoding_an_event_missing_a_required_attribute_is_an_invalid_event_naming_it(
     attribute: str,
@@ -238,3 +238,48 @@ def test_decoding_an_event_whose_data_has_an_unknown_field_is_an_invalid_event()
 
     with pytest.raises(InvalidEvent, match="coupon: Extra inputs are not permitted"):
         decode(as_bytes(body))
+
+
+def test_decoding_an_event_without_a_datacontenttype_takes_its_data_as_json() -> None:
+    body = valid_body()
+    del body["datacontenttype"]
+
+    envelope, data = decode(as_bytes(body))
+
+    assert envelope.datacontenttype is None
+    assert data == UserCreditReserved(user_id=USER_ID, order_id=ORDER_ID, amount=300)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json; charset=utf-8", 'APPLICATION/JSON;Charset="UTF-8"', "text/json"],
+)
+def test_decoding_keeps_a_json_datacontenttype_with_parameters_as_written(
+    content_type: str,
+) -> None:
+    envelope, _ = decode(as_bytes(valid_body() | {"datacontenttype": content_type}))
+
+    assert envelope.datacontenttype == content_type
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/json\n", "json", ""])
+def test_decoding_an_event_whose_data_is_not_declared_json_is_an_invalid_event(
+    content_type: str,
+) -> None:
+    with pytest.raises(InvalidEvent, match="datacontenttype must be a JSON media type"):
+        decode(as_bytes(valid_body() | {"datacontenttype": content_type}))
+
+
+@pytest.mark.parametrize("source", ["/my_program", "https://example.com/x", "urn:a:b", "/%7E"])
+def test_decoding_accepts_any_uri_reference_as_source(source: str) -> None:
+    envelope, _ = decode(as_bytes(valid_body() | {"source": source}))
+
+    assert envelope.source == source
+
+
+@pytest.mark.parametrize("source", ["", "/a b", "/user_svc\n", "/%G0", "/é"])
+def test_decoding_an_event_whose_source_is_no_uri_reference_is_an_invalid_event(
+    source: str,
+) -> None:
+    with pytest.raises(InvalidEvent, match="source must be a URI-reference"):
+        decode(as_bytes(valid_body() | {"source": source}))
