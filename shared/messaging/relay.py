@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from sqlalchemy.sql import func
 from shared.messaging.envelope import CONTENT_TYPE
 from shared.messaging.outbox import NOTIFY_CHANNEL
 from shared.observability.metrics import Metrics
+from shared.observability.tracing import in_trace_of, untraced
 from shared.persistence.database import Database, dsn
 from shared.persistence.statements import Statement
 
@@ -86,7 +88,13 @@ class OutboxRelay:
         )
 
     async def run(self) -> None:
-        """Publish on every notification, every poll tick, and after errors, until stopped."""
+        """Publish on every notification, every poll tick, and after errors, until stopped.
+
+        Untraced but for each publish, which is a span in the trace of the event it carries."""
+        with untraced():
+            await self._run()
+
+    async def _run(self) -> None:
         listener = asyncio.create_task(self._listen(), name="outbox-listener")
         failures = 0
         measured_at = -float("inf")
@@ -146,13 +154,7 @@ class OutboxRelay:
             # confirm, in outbox order.
             started = time.perf_counter()
             results = await asyncio.gather(
-                *(
-                    exchange.publish(
-                        _message(row["id"], row["type"], row["body"]), routing_key=row["type"]
-                    )
-                    for row in rows
-                ),
-                return_exceptions=True,
+                *(_publish(exchange, row) for row in rows), return_exceptions=True
             )
             self._metrics.relay_confirm_duration.observe(time.perf_counter() - started)
             failures = [r for r in results if isinstance(r, BaseException)]
@@ -240,6 +242,15 @@ def _backoff(failures: int) -> float:
 async def _wait(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
+
+
+async def _publish(exchange: AbstractExchange, row: asyncpg.Record) -> object:
+    """Publish one outbox row, as a span of the trace its event carries."""
+    body: bytes = row["body"]
+    with in_trace_of(json.loads(body).get("traceparent")):
+        return await exchange.publish(
+            _message(row["id"], row["type"], body), routing_key=row["type"]
+        )
 
 
 def _message(event_id: Any, event_type: str, body: bytes) -> aio_pika.Message:

@@ -6,10 +6,20 @@ commit, the relay, retries and crashes; the consumer continues it in a span of i
 events it raises carry that span's context onward. `POST /orders` -> user_svc's reservation ->
 order_svc's confirmation is therefore one trace.
 
-Export is off by default and configured by the standard variables: `OTEL_TRACES_EXPORTER`
-(`otlp` or `console`; anything else, or unset, exports nothing), `OTEL_EXPORTER_OTLP_ENDPOINT`
-and friends for the OTLP exporter, `OTEL_SERVICE_NAME`. With export off the context is still
-propagated, so a tracing collector can be switched on for one service at a time.
+Configured by the standard `OTEL_*` variables, read by the SDK itself where it can:
+`OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` (the resource; the service's own name only
+when `OTEL_SERVICE_NAME` is unset), `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`, the
+`OTEL_EXPORTER_OTLP_*` and `OTEL_BSP_*` settings of the exporter and its batching, and
+`OTEL_SDK_DISABLED`. `OTEL_TRACES_EXPORTER` names the exporters, as the SDK's entry points name
+them (`otlp`, `console`, `none`); unset, it is `otlp` where an OTLP endpoint is given and `none`
+otherwise, so a process with no collector configured exports nothing instead of retrying a
+localhost one. With export off, spans are still made: their ids are on the log lines and in
+every event's `traceparent`, so a collector can be switched on for one service at a time.
+
+asyncpg statements and aio-pika publishes and deliveries become spans through the
+OpenTelemetry instrumentation packages. Work that belongs to no request or message (the
+relay's polling, housekeeping sweeps, a consumer batch's shared statements) runs `untraced`:
+each of its statements would otherwise start a trace of its own.
 """
 
 from __future__ import annotations
@@ -17,35 +27,96 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import entry_points
 
 from opentelemetry import context, trace
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.context import Context
+from opentelemetry.environment_variables import OTEL_TRACES_EXPORTER
+from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
+from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    OTEL_SDK_DISABLED,
+)
+from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 _propagator = TraceContextTextMapPropagator()
 tracer = trace.get_tracer("eventful")
 
+# The SDK's entry point of each OTLP transport; only http/protobuf is installed.
+_OTLP_ENTRY_POINTS = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_grpc"}
+
 
 def configure_tracing(service: str) -> None:
-    exporter = _exporter(os.environ.get("OTEL_TRACES_EXPORTER", "none"))
-    if exporter is None:
+    """Make this process's spans as the `OTEL_*` variables say, and trace its libraries.
+
+    Called before any connection is opened."""
+    provider = tracer_provider(service)
+    if provider is None:
         return
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+    instrument_libraries()
 
 
-def _exporter(name: str) -> SpanExporter | None:
-    if name == "console":
-        return ConsoleSpanExporter()
+def tracer_provider(service: str) -> TracerProvider | None:
+    """The provider the `OTEL_*` variables describe, named `service` unless `OTEL_SERVICE_NAME`
+    names it; None when `OTEL_SDK_DISABLED` is true."""
+    if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true":
+        return None
+    # Resource.create lets the attributes given in code override the environment's: merge the
+    # environment's back on top, so the service's name is only the default.
+    resource = Resource.create({SERVICE_NAME: service}).merge(OTELResourceDetector().detect())
+    provider = TracerProvider(resource=resource)
+    for exporter in _exporters():
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def _exporters() -> list[SpanExporter]:
+    endpoint = os.environ.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or os.environ.get(
+        OTEL_EXPORTER_OTLP_ENDPOINT
+    )
+    names = os.environ.get(OTEL_TRACES_EXPORTER) or ("otlp" if endpoint else "none")
+    return [
+        _exporter(name)
+        for name in (part.strip().lower() for part in names.split(","))
+        if name and name != "none"
+    ]
+
+
+def _exporter(name: str) -> SpanExporter:
     if name == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        protocol = (
+            os.environ.get(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL)
+            or os.environ.get(OTEL_EXPORTER_OTLP_PROTOCOL)
+            or "http/protobuf"
+        )
+        name = _OTLP_ENTRY_POINTS.get(protocol, protocol)
+    found = entry_points(group="opentelemetry_traces_exporter", name=name)
+    if not found:
+        known = sorted(e.name for e in entry_points(group="opentelemetry_traces_exporter"))
+        raise ValueError(
+            f"{OTEL_TRACES_EXPORTER}: no span exporter {name!r} is installed "
+            f"(installed: otlp, none, {', '.join(known)})"
+        )
+    exporter: SpanExporter = next(iter(found)).load()()
+    return exporter
 
-        return OTLPSpanExporter()
-    return None
+
+def instrument_libraries() -> None:
+    """Spans for every asyncpg statement and every aio-pika publish and delivery."""
+    # AsyncPGInstrumentor's constructor has no annotations.
+    for instrumentor in (AsyncPGInstrumentor(), AioPikaInstrumentor()):  # type: ignore[no-untyped-call]
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument()
 
 
 def current_traceparent() -> str | None:
@@ -55,25 +126,34 @@ def current_traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
+def _context_of(traceparent: str | None) -> Context:
+    """A context holding only the span `traceparent` names (an empty one without it), so
+    whatever the caller's context held, `untraced` included, does not carry over."""
+    return _propagator.extract(
+        {"traceparent": traceparent} if traceparent else {}, context=Context()
+    )
+
+
 @contextmanager
-def continued_span(name: str, *, traceparent: str | None, kind: SpanKind) -> Iterator[Span]:
-    """A span that continues the trace of `traceparent` (or starts one), current inside."""
-    parent = _propagator.extract({"traceparent": traceparent} if traceparent else {})
-    token = context.attach(parent)
+def in_trace_of(traceparent: str | None) -> Iterator[None]:
+    """Spans started inside are children of `traceparent`'s span (or start a trace)."""
+    token = context.attach(_context_of(traceparent))
     try:
-        with tracer.start_as_current_span(name, kind=kind) as span:
-            yield span
+        yield
     finally:
         context.detach(token)
 
 
 @contextmanager
-def request_span(name: str, *, traceparent: str | None) -> Iterator[Span]:
-    """The span of one HTTP request: under the web framework's server span if it opened one
-    (recent FastAPI does, continuing the caller's context), else a server span of our own."""
-    if trace.get_current_span().get_span_context().is_valid:
-        with tracer.start_as_current_span(name) as span:
-            yield span
-    else:
-        with continued_span(name, traceparent=traceparent, kind=SpanKind.SERVER) as span:
-            yield span
+def continued_span(name: str, *, traceparent: str | None, kind: SpanKind) -> Iterator[Span]:
+    """A span that continues the trace of `traceparent` (or starts one), current inside."""
+    with in_trace_of(traceparent), tracer.start_as_current_span(name, kind=kind) as span:
+        yield span
+
+
+@contextmanager
+def untraced() -> Iterator[None]:
+    """No spans from the instrumented libraries inside, but in an `in_trace_of` or a
+    `continued_span` opened inside."""
+    with suppress_instrumentation():
+        yield
