@@ -12,9 +12,12 @@ when `OTEL_SERVICE_NAME` is unset), `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPL
 `OTEL_EXPORTER_OTLP_*` and `OTEL_BSP_*` settings of the exporter and its batching, and
 `OTEL_SDK_DISABLED`. `OTEL_TRACES_EXPORTER` names the exporters, as the SDK's entry points name
 them (`otlp`, `console`, `none`); unset, it is `otlp` where an OTLP endpoint is given and `none`
-otherwise, so a process with no collector configured exports nothing instead of retrying a
-localhost one. With export off, spans are still made: their ids are on the log lines and in
-every event's `traceparent`, so a collector can be switched on for one service at a time.
+otherwise, so a process with no collector configured does not retry a localhost one.
+
+A process that exports nothing makes no spans at all: they would cost every request and every
+statement for nobody. Its traces are still carried: a request that brings no `traceparent` gets
+trace ids of its own (`request_span`), which go on its log lines and into the events it raises,
+and consumers continue them, so a collector can be switched on for one service at a time.
 
 asyncpg statements and aio-pika publishes and deliveries become spans through the
 OpenTelemetry instrumentation packages. Work that belongs to no request or message (the
@@ -45,10 +48,12 @@ from opentelemetry.sdk.environment_variables import (
 from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 _propagator = TraceContextTextMapPropagator()
+_ids = RandomIdGenerator()
 tracer = trace.get_tracer("eventful")
 
 # The SDK's entry point of each OTLP transport; only http/protobuf is installed.
@@ -56,31 +61,33 @@ _OTLP_ENTRY_POINTS = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_gr
 
 
 def configure_tracing(service: str) -> None:
-    """Make this process's spans as the `OTEL_*` variables say, and trace its libraries.
+    """Make and export this process's spans as the `OTEL_*` variables say, and trace its
+    libraries; nothing at all if they export nothing.
 
     Called before any connection is opened."""
-    provider = tracer_provider(service)
-    if provider is None:
+    exporters = span_exporters()
+    if not exporters:
         return
+    provider = tracer_provider(service)
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     instrument_libraries()
 
 
-def tracer_provider(service: str) -> TracerProvider | None:
-    """The provider the `OTEL_*` variables describe, named `service` unless `OTEL_SERVICE_NAME`
-    names it; None when `OTEL_SDK_DISABLED` is true."""
-    if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true":
-        return None
+def tracer_provider(service: str) -> TracerProvider:
+    """A provider as the `OTEL_*` variables describe it (its resource and sampler), named
+    `service` unless `OTEL_SERVICE_NAME` names it; it exports nothing yet."""
     # Resource.create lets the attributes given in code override the environment's: merge the
     # environment's back on top, so the service's name is only the default.
     resource = Resource.create({SERVICE_NAME: service}).merge(OTELResourceDetector().detect())
-    provider = TracerProvider(resource=resource)
-    for exporter in _exporters():
-        provider.add_span_processor(BatchSpanProcessor(exporter))
-    return provider
+    return TracerProvider(resource=resource)
 
 
-def _exporters() -> list[SpanExporter]:
+def span_exporters() -> list[SpanExporter]:
+    """The exporters `OTEL_TRACES_EXPORTER` names (none when `OTEL_SDK_DISABLED` is true)."""
+    if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true":
+        return []
     endpoint = os.environ.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or os.environ.get(
         OTEL_EXPORTER_OTLP_ENDPOINT
     )
@@ -142,6 +149,27 @@ def in_trace_of(traceparent: str | None) -> Iterator[None]:
         yield
     finally:
         context.detach(token)
+
+
+@contextmanager
+def request_span(name: str, *, traceparent: str | None) -> Iterator[Span]:
+    """The server span of one HTTP request, continuing the caller's trace (or starting one).
+
+    Where this process makes no spans and the caller sent no trace, the request still gets ids
+    of its own, sampled, as a span of ours would have: its log lines and the events it raises
+    carry them, and a service that does export records the rest of the trace."""
+    span = tracer.start_span(name, context=_context_of(traceparent), kind=SpanKind.SERVER)
+    if not span.get_span_context().is_valid:
+        span = NonRecordingSpan(
+            SpanContext(
+                trace_id=_ids.generate_trace_id(),
+                span_id=_ids.generate_span_id(),
+                is_remote=False,
+                trace_flags=TraceFlags(TraceFlags.SAMPLED),
+            )
+        )
+    with trace.use_span(span, end_on_exit=True):
+        yield span
 
 
 @contextmanager

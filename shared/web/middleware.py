@@ -14,13 +14,13 @@ import time
 import uuid
 
 from fastapi import FastAPI
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.messaging.envelope import TRACEPARENT_PATTERN
 from shared.observability.logs import REQUEST_ID
 from shared.observability.metrics import Metrics
-from shared.observability.tracing import continued_span
+from shared.observability.tracing import request_span
 from shared.web.problems import problem
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class Observability:
         traceparent = _traceparent(headers.get(b"traceparent"))
         identity = REQUEST_ID.set(request_id)
         try:
-            with continued_span(method, traceparent=traceparent, kind=SpanKind.SERVER) as span:
+            with request_span(method, traceparent=traceparent) as span:
                 try:
                     await self._app(scope, receive, identified_send)
                 except Exception as error:

@@ -18,6 +18,7 @@ from shared.events import DomainEvent, UserUpdated
 from shared.messaging.envelope import wrap
 from shared.observability.logs import configure_logging, message_context
 from shared.observability.metrics import Metrics
+from shared.observability.tracing import current_traceparent
 from shared.web.middleware import install_observability_middleware
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -111,6 +112,12 @@ def app_that_logs() -> FastAPI:
     async def crash() -> None:
         raise RuntimeError("a bug")
 
+    @app.get("/traceparent")
+    async def traceparent() -> dict[str, str | None]:
+        """What the events raised here would carry."""
+        logging.getLogger("order_svc.api").info("raising")
+        return {"traceparent": current_traceparent()}
+
     return app
 
 
@@ -134,6 +141,17 @@ async def test_a_line_written_while_serving_a_request_carries_its_request_and_tr
 
     assert line["request_id"] == "req-42"
     assert line["trace_id"] == TRACE_ID
+
+
+async def test_a_request_that_brings_no_trace_has_one_on_its_lines_and_in_its_events(
+    json_logs: io.StringIO,
+) -> None:
+    response = await get("/traceparent")
+
+    trace_id = written(json_logs, "raising")["trace_id"]
+    assert isinstance(trace_id, str)
+    assert re.fullmatch(r"[0-9a-f]{32}", trace_id)
+    assert response.json()["traceparent"].split("-")[1] == trace_id
 
 
 async def test_the_response_echoes_the_callers_request_id(json_logs: io.StringIO) -> None:

@@ -1,5 +1,5 @@
 """Tracing is configured by the standard OpenTelemetry variables (`OTEL_*`), as the SDK reads
-them, with the service's own name only as the default."""
+them, with the service's own name only as the default, and exports nowhere unless told where."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+)
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from shared.observability.tracing import tracer_provider
+from shared.observability.tracing import span_exporters, tracer_provider
 
 OTEL_VARIABLES = (
     "OTEL_SERVICE_NAME",
@@ -35,8 +39,10 @@ def no_otel_variables(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def configured(service: str = "order_svc") -> TracerProvider:
+    """The provider, exporting to what the variables name, as a service process configures it."""
     provider = tracer_provider(service)
-    assert provider is not None
+    for exporter in span_exporters():
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
 
@@ -100,10 +106,23 @@ def test_the_sdk_reads_the_sampler(monkeypatch: pytest.MonkeyPatch) -> None:
     assert span.get_span_context().is_valid
 
 
-def test_otel_sdk_disabled_turns_tracing_off(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nothing_is_exported_unless_an_exporter_or_an_endpoint_is_named() -> None:
+    assert span_exporters() == []
+
+
+def test_otel_traces_exporter_names_the_exporters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+
+    [exporter] = span_exporters()
+
+    assert isinstance(exporter, ConsoleSpanExporter)
+
+
+def test_otel_sdk_disabled_exports_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
 
-    assert tracer_provider("order_svc") is None
+    assert span_exporters() == []
 
 
 class Collector(BaseHTTPRequestHandler):
@@ -156,7 +175,7 @@ def test_an_exporter_that_is_not_installed_is_refused(monkeypatch: pytest.Monkey
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
 
     with pytest.raises(ValueError, match="OTEL_TRACES_EXPORTER: no span exporter 'zipkin'"):
-        tracer_provider("order_svc")
+        span_exporters()
 
 
 def test_otel_traces_exporter_none_exports_nothing_even_with_an_endpoint(
