@@ -35,7 +35,7 @@ from sqlalchemy.sql import func
 from shared.messaging.envelope import CONTENT_TYPE
 from shared.messaging.outbox import NOTIFY_CHANNEL
 from shared.observability.metrics import Metrics
-from shared.observability.tracing import in_trace_of, untraced
+from shared.observability.tracing import in_trace_of, publishes_traced, untraced
 from shared.persistence.database import Database, dsn
 from shared.persistence.statements import Statement
 
@@ -153,8 +153,9 @@ class OutboxRelay:
             # Pipelined: all messages of the batch are in flight at once, each awaiting its own
             # confirm, in outbox order.
             started = time.perf_counter()
+            traced = publishes_traced()
             results = await asyncio.gather(
-                *(_publish(exchange, row) for row in rows), return_exceptions=True
+                *(_publish(exchange, row, traced=traced) for row in rows), return_exceptions=True
             )
             self._metrics.relay_confirm_duration.observe(time.perf_counter() - started)
             failures = [r for r in results if isinstance(r, BaseException)]
@@ -244,13 +245,15 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(event.wait(), seconds)
 
 
-async def _publish(exchange: AbstractExchange, row: asyncpg.Record) -> object:
-    """Publish one outbox row, as a span of the trace its event carries."""
+async def _publish(exchange: AbstractExchange, row: asyncpg.Record, *, traced: bool) -> object:
+    """Publish one outbox row; where publishes are traced, as a span of its event's trace (the
+    body is read for its `traceparent` only then)."""
     body: bytes = row["body"]
+    message = _message(row["id"], row["type"], body)
+    if not traced:
+        return await exchange.publish(message, routing_key=row["type"])
     with in_trace_of(json.loads(body).get("traceparent")):
-        return await exchange.publish(
-            _message(row["id"], row["type"], body), routing_key=row["type"]
-        )
+        return await exchange.publish(message, routing_key=row["type"])
 
 
 def _message(event_id: Any, event_type: str, body: bytes) -> aio_pika.Message:

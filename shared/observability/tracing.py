@@ -126,6 +126,11 @@ def instrument_libraries() -> None:
             instrumentor.instrument()
 
 
+def publishes_traced() -> bool:
+    """Whether a publish makes a span in this process (`configure_tracing` found an exporter)."""
+    return bool(AioPikaInstrumentor().is_instrumented_by_opentelemetry)
+
+
 def current_traceparent() -> str | None:
     """The W3C traceparent of the current span, if there is a valid one."""
     carrier: dict[str, str] = {}
