@@ -25,7 +25,6 @@ from shared.web.problems import problem
 
 log = logging.getLogger(__name__)
 
-REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's request id is kept if it is a plain token: it goes into every log line, so nothing
 # that could forge or break one (spaces, quotes, control characters) and nothing unbounded.
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
