@@ -59,6 +59,7 @@ from shared.messaging.middleware import (
 )
 from shared.messaging.retries import RetryRouting
 from shared.observability.metrics import Metrics
+from shared.observability.tracing import untraced
 from shared.persistence.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -205,9 +206,14 @@ class EventConsumer(Generic[U]):
         return _Decoded(envelope, data, handler)
 
     async def _apply_one(self, message: _Decoded) -> Result:
-        """One message in its own transaction; a failure is the message's own."""
+        """One message in its own transaction, all of it inside the middleware chain (its log
+        context and span cover the inbox claim and the commit too); a failure is the message's
+        own."""
         envelope = message.envelope
-        try:
+        claimed = False
+
+        async def run() -> None:
+            nonlocal claimed
             async with self._unit_of_work() as uow:
                 claimed = await inbox.claim(
                     uow.connection,
@@ -217,9 +223,13 @@ class EventConsumer(Generic[U]):
                     event_type=envelope.type,
                 )
                 if not claimed:
-                    return Result(Outcome.DUPLICATE, envelope=envelope)
-                await self._run_handler(message, uow)
+                    return
+                with uow.caused_by(envelope):
+                    await message.handler(message.data, envelope, uow)
                 await uow.commit()
+
+        try:
+            await self._handle(Handling(envelope=envelope, run=run))
         except Exception as error:
             return Result(
                 Outcome.FAILED,
@@ -227,33 +237,38 @@ class EventConsumer(Generic[U]):
                 reason=f"{type(error).__name__}: {error}"[:1000],
                 exception_type=type(error).__name__,
             )
-        return Result(Outcome.APPLIED, envelope=envelope)
+        return Result(Outcome.APPLIED if claimed else Outcome.DUPLICATE, envelope=envelope)
 
     async def _apply_batch(self, messages: Sequence[_Decoded]) -> list[Result]:
-        """Several messages in one transaction, in delivery order; raises if any one fails."""
-        async with self._unit_of_work() as uow:
-            unclaimed = await inbox.claim_many(
-                uow.connection,
-                self._inbox,
-                consumer=self.name,
-                events=[(m.envelope.id, m.envelope.type) for m in messages],
-            )
-            await uow.preload([m.data for m in messages if m.envelope.id in unclaimed])
-            results = []
-            for message in messages:
-                envelope = message.envelope
-                # An id delivered twice in one batch is claimed once: the first copy applies.
-                if envelope.id not in unclaimed:
-                    results.append(Result(Outcome.DUPLICATE, envelope=envelope))
-                    continue
-                unclaimed.discard(envelope.id)
-                await self._run_handler(message, uow)
-                results.append(Result(Outcome.APPLIED, envelope=envelope))
-            await uow.commit()
+        """Several messages in one transaction, in delivery order; raises if any one fails.
+
+        Each handler's run goes through the middleware chain; the statements the batch shares
+        (the inbox claim, the preload, the outbox insert, the commit) belong to no one message's
+        trace and run untraced."""
+        with untraced():
+            async with self._unit_of_work() as uow:
+                unclaimed = await inbox.claim_many(
+                    uow.connection,
+                    self._inbox,
+                    consumer=self.name,
+                    events=[(m.envelope.id, m.envelope.type) for m in messages],
+                )
+                await uow.preload([m.data for m in messages if m.envelope.id in unclaimed])
+                results = []
+                for message in messages:
+                    envelope = message.envelope
+                    # An id delivered twice in one batch is claimed once: the first copy applies.
+                    if envelope.id not in unclaimed:
+                        results.append(Result(Outcome.DUPLICATE, envelope=envelope))
+                        continue
+                    unclaimed.discard(envelope.id)
+                    await self._run_handler(message, uow)
+                    results.append(Result(Outcome.APPLIED, envelope=envelope))
+                await uow.commit()
         return results
 
     async def _run_handler(self, message: _Decoded, uow: U) -> None:
-        """The handler inside the middleware chain; its events are caused by its message."""
+        """A batch's handler inside the middleware chain; its events are caused by its message."""
         envelope = message.envelope
 
         async def run() -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Interval, Table, bindparam, delete, select, tuple_
 from sqlalchemy.sql import func
 
+from shared.observability.tracing import untraced
 from shared.persistence.database import Database
 from shared.persistence.statements import Statement
 
@@ -52,7 +53,8 @@ class Housekeeper:
         """Sweep every interval until cancelled; a failed sweep is logged and tried next time."""
         while True:
             try:
-                outbox, inbox = await self.remove_published(), await self.remove_processed()
+                with untraced():
+                    outbox, inbox = await self.remove_published(), await self.remove_processed()
                 if outbox or inbox:
                     log.info("housekeeping removed %d outbox and %d inbox rows", outbox, inbox)
             except Exception:

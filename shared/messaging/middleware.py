@@ -3,9 +3,10 @@ and metrics, as a chain of middleware, as FastStream does it.
 
 A middleware wraps two steps of a message's consumption, each by passing it on to `call_next`:
 
-- `handle`: the handler's run, inside the message's database transaction (for a batch, the
-  shared transaction). Whatever the middleware binds here (a log context, a current span) is
-  in force while the handler runs, and the events it raises carry it.
+- `handle`: the message's processing. A message applied on its own is handled with its whole
+  transaction (inbox claim, handler, commit); one applied in a batch, with its handler's turn
+  in the batch's shared transaction. Whatever the middleware binds here (a log context, a
+  current span) is in force while the handler runs, and the events it raises carry it.
 - `settle`: what happens to the delivery once its outcome is known: ack, retry or dead-letter
   (`shared.messaging.retries`), after the transaction.
 
@@ -27,7 +28,7 @@ from opentelemetry.trace import SpanKind
 from shared.messaging.envelope import CloudEvent
 from shared.observability.logs import message_context
 from shared.observability.metrics import Metrics
-from shared.observability.tracing import continued_span
+from shared.observability.tracing import continued_span, in_trace_of
 
 
 class Outcome(StrEnum):
@@ -128,7 +129,13 @@ class LogContext(ConsumerMiddleware):
 
 
 class Tracing(ConsumerMiddleware):
-    """A consumer span per handled message, continuing the producer's trace (`traceparent`)."""
+    """A consumer span per handled message, continuing the trace of the event's `traceparent`.
+
+    The event's own `traceparent` is the parent, not the AMQP `traceparent` header aio-pika's
+    instrumentation adds when publishing (the context of the publish span): the event's travels
+    with it through the outbox, retries and dead-letter replays, and from any publisher. What
+    settling publishes (a retry, a dead letter) is in the event's trace too.
+    """
 
     def __init__(self, queue: str) -> None:
         self._queue = queue
@@ -138,9 +145,20 @@ class Tracing(ConsumerMiddleware):
         with continued_span(
             f"{envelope.type} process", traceparent=envelope.traceparent, kind=SpanKind.CONSUMER
         ) as span:
-            span.set_attribute("messaging.destination.name", self._queue)
-            span.set_attribute("messaging.message.id", str(envelope.id))
+            span.set_attributes(
+                {
+                    "messaging.system": "rabbitmq",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": self._queue,
+                    "messaging.message.id": str(envelope.id),
+                }
+            )
             await call_next(handling)
+
+    async def settle(self, delivery: Delivery, call_next: Settle) -> str:
+        envelope = delivery.result.envelope
+        with in_trace_of(envelope.traceparent if envelope else None):
+            return await call_next(delivery)
 
 
 class Measured(ConsumerMiddleware):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from sqlalchemy.sql import func
 from shared.messaging.binding import structured_message
 from shared.messaging.outbox import NOTIFY_CHANNEL
 from shared.observability.metrics import Metrics
+from shared.observability.tracing import in_trace_of, publishes_traced, untraced
 from shared.persistence.database import Database, dsn
 from shared.persistence.statements import Statement
 
@@ -85,7 +87,13 @@ class OutboxRelay:
         )
 
     async def run(self) -> None:
-        """Publish on every notification, every poll tick, and after errors, until stopped."""
+        """Publish on every notification, every poll tick, and after errors, until stopped.
+
+        Untraced but for each publish, which is a span in the trace of the event it carries."""
+        with untraced():
+            await self._run()
+
+    async def _run(self) -> None:
         listener = asyncio.create_task(self._listen(), name="outbox-listener")
         failures = 0
         measured_at = -float("inf")
@@ -144,17 +152,9 @@ class OutboxRelay:
             # Pipelined: all messages of the batch are in flight at once, each awaiting its own
             # confirm, in outbox order.
             started = time.perf_counter()
+            traced = publishes_traced()
             results = await asyncio.gather(
-                *(
-                    exchange.publish(
-                        structured_message(
-                            event_id=row["id"], event_type=row["type"], body=row["body"]
-                        ),
-                        routing_key=row["type"],
-                    )
-                    for row in rows
-                ),
-                return_exceptions=True,
+                *(_publish(exchange, row, traced=traced) for row in rows), return_exceptions=True
             )
             self._metrics.relay_confirm_duration.observe(time.perf_counter() - started)
             failures = [r for r in results if isinstance(r, BaseException)]
@@ -242,3 +242,14 @@ def _backoff(failures: int) -> float:
 async def _wait(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
+
+
+async def _publish(exchange: AbstractExchange, row: asyncpg.Record, *, traced: bool) -> object:
+    """Publish one outbox row; where publishes are traced, as a span of its event's trace (the
+    body is read for its `traceparent` only then)."""
+    body: bytes = row["body"]
+    message = structured_message(event_id=row["id"], event_type=row["type"], body=body)
+    if not traced:
+        return await exchange.publish(message, routing_key=row["type"])
+    with in_trace_of(json.loads(body).get("traceparent")):
+        return await exchange.publish(message, routing_key=row["type"])

@@ -1,9 +1,12 @@
 """Structured logs: one JSON object per line in production, readable lines in development.
 
 Every record, ours and the libraries' (uvicorn, aio-pika, SQLAlchemy), goes through the same
-structlog processors, so each line carries the service name, and a line written while a message
-is being handled also carries that message's event id, type, subject, correlation id and trace
-id (bound with `message_context`), whichever module wrote it.
+structlog processors, so each line carries the service name, whichever module wrote it. A line
+written while a message is being handled also carries that message's event id, type, subject,
+correlation id and trace id (bound with `message_context`); a line written while an HTTP request
+is served (uvicorn's access line included) carries the request's id (`REQUEST_ID`, set by the
+HTTP middleware) and its trace id. The trace id of a line is read from the current span when
+the line is written, so serving a request that logs nothing costs nothing here.
 """
 
 from __future__ import annotations
@@ -11,12 +14,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Literal
 
 import structlog
+from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from shared.messaging.envelope import CloudEvent
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+"""The id of the HTTP request being served, if any."""
 
 
 def configure_logging(*, service: str, format: Literal["json", "console"]) -> None:
@@ -27,6 +35,7 @@ def configure_logging(*, service: str, format: Literal["json", "console"]) -> No
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         add_service,
+        add_request_and_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -56,6 +65,18 @@ def configure_logging(*, service: str, format: Literal["json", "console"]) -> No
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(logging.INFO)
+
+
+def add_request_and_trace_ids(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """The request's id, and the current span's trace id unless a message's is bound."""
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
+    if "trace_id" not in event:
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            event["trace_id"] = format(span_context.trace_id, "032x")
+    return event
 
 
 @contextmanager

@@ -2,17 +2,30 @@
 
 A registry per composition root (not the global default) lets tests run several services in
 one process without name clashes. Names follow Prometheus conventions: `_total` for counters,
-`_seconds` for durations.
+`_seconds` for durations. Beside our own, each registry carries the client library's standard
+collectors (`process_*`, `python_gc_*`, `python_info`), which the default registry would have
+had, so the usual process dashboards and alerts work on every service process.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
         self.http_requests = Counter(
             "http_requests_total",
             "HTTP requests served.",

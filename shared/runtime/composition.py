@@ -192,6 +192,9 @@ def _compose(
         version="1.0.0",
         lifespan=lifespan,
         openapi_url="/openapi.json" if role.serves_api else None,
+        # The observability middleware makes each request's one server span (and counts and
+        # times it): FastAPI's own would be a second, with spans of its steps under it.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.database = database

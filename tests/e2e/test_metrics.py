@@ -53,3 +53,21 @@ async def test_route_labels_use_the_path_template_not_the_id(
 
     assert 'route="/orders/{order_id}"' in orders
     assert order["id"] not in orders
+
+
+@pytest.mark.parametrize("service", ["user_svc", "order_svc"])
+async def test_each_process_exposes_its_process_and_runtime_metrics(
+    stack: Stack, service: str
+) -> None:
+    text = await scrape(getattr(stack, service).url)
+
+    for name in (
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+        'python_gc_collections_total{generation="0"}',
+        "python_gc_objects_collected_total",
+        "python_info{",
+    ):
+        assert f"\n{name}" in text, f"{service} does not expose {name}"
