@@ -125,17 +125,21 @@ class HeldRows:
         await self._flush_updates(connection)
 
     async def _flush_inserts(self, connection: asyncpg.Connection) -> None:
+        """One statement per set of columns the held rows have: a row changed after it was
+        held may have gained a column the others do not set (they keep its default)."""
         if not self._inserted:
             return
         keys, self._inserted = self._inserted, []
-        rows = [self._rows[key] for key in keys]
-        columns = tuple(sorted(rows[0] or ()))
-        arrays = {name: [(row or {})[name] for row in rows] for name in columns}
-        written = await _insert_many(self._table, self._key, columns).fetch(
-            connection, **{f"_{name}": values for name, values in arrays.items()}
-        )
-        if len(written) != len(keys):
-            raise Conflict(f"another transaction wrote {self._table.name} rows of this batch")
+        by_columns: dict[tuple[str, ...], list[Any]] = {}
+        for key in keys:
+            by_columns.setdefault(tuple(sorted(self._row(key))), []).append(key)
+        for columns, same in by_columns.items():
+            written = await _insert_many(self._table, self._key, columns).fetch(
+                connection,
+                **{f"_{name}": [self._row(key)[name] for key in same] for name in columns},
+            )
+            if len(written) != len(same):
+                raise Conflict(f"another transaction wrote {self._table.name} rows of this batch")
         if self._versioned:
             self._stored_versions.update((key, self._version_of(key)) for key in keys)
 

@@ -153,3 +153,34 @@ async def test_a_held_insert_that_loses_to_a_concurrent_one_fails_the_commit_wit
     assert stored is not None
     assert stored.state is ReservationState.CANCELLED
     assert await outbox_types(user_database, outbox) == []
+
+
+async def test_held_inserts_are_written_whatever_columns_a_later_change_gave_each(
+    user_database: Database,
+) -> None:
+    """A row changed after it was held gains a column (`updated_at`) the others do not set."""
+    user_id, released, kept = uuid4(), uuid4(), uuid4()
+
+    async with unit_of_work(user_database) as uow:
+        await uow.reservations.read([released, kept])
+        for order_id in (released, kept):
+            await uow.reservations.add(
+                Reservation(
+                    order_id=order_id,
+                    user_id=user_id,
+                    amount=100,
+                    state=ReservationState.RESERVED,
+                )
+            )
+        changed = await uow.reservations.get(released)
+        assert changed is not None
+        changed.state = ReservationState.RELEASED
+        await uow.reservations.save(changed)
+        await uow.commit()
+
+    async with unit_of_work(user_database) as reader:
+        states = [await reader.reservations.get(order_id) for order_id in (released, kept)]
+    assert [s.state if s else None for s in states] == [
+        ReservationState.RELEASED,
+        ReservationState.RESERVED,
+    ]
