@@ -25,7 +25,10 @@ def _run(connection: Connection, metadata: MetaData) -> None:
 
 
 async def _run_online(metadata: MetaData) -> None:
-    url = context.config.get_main_option("sqlalchemy.url")
+    # `alembic -x url=...` (scripts/new-migration.sh) names a database other than the ini's.
+    url = context.get_x_argument(as_dictionary=True).get("url") or context.config.get_main_option(
+        "sqlalchemy.url"
+    )
     if url is None:
         raise RuntimeError("sqlalchemy.url is not configured")
     engine = create_async_engine(url, poolclass=NullPool)
