@@ -39,6 +39,9 @@ from bench.stack import RATE_LIMITS, Service, Stack, register, start, start_role
 from bench.wrk import require_wrk
 
 RESULTS = Path(__file__).with_name("results")
+# `make bench` writes beside it, ignored by git; `make bench-reference` writes the committed run
+# the README's table is taken from.
+REFERENCE = RESULTS / "reference"
 Measure = Callable[[], Awaitable[float]]
 
 log = logging.getLogger("bench")
@@ -403,6 +406,12 @@ def _interrupt(signum: int, _: FrameType | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a scaled-down run (< 2 minutes)")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="write the committed reference run (bench/results/reference/) instead of the "
+        "ignored latest one",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # A SIGTERM (make interrupted, CI timeout) unwinds like Ctrl-C, so the clean-up still runs.
@@ -410,10 +419,20 @@ def main() -> None:
     settings = QUICK if args.quick else FULL
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         results = runner.run(run(settings))
-    report.write(results, RESULTS / "latest.json")
-    growth.plot(results["growth"], RESULTS / "scaling.png")
+    written = outputs(REFERENCE if args.reference else RESULTS, reference=args.reference)
+    report.write(results, written["results"])
+    growth.plot(results["growth"], written["scaling"])
     print(report.markdown(results))
-    phase(f"wrote {RESULTS / 'latest.json'} and {RESULTS / 'scaling.png'}")
+    phase(f"wrote {', '.join(str(path) for path in written.values())}")
+
+
+def outputs(directory: Path, *, reference: bool) -> dict[str, Path]:
+    """Where a run's files go: `latest.json` for the ignored latest run, `results.json` for
+    the reference."""
+    return {
+        "results": directory / ("results.json" if reference else "latest.json"),
+        "scaling": directory / "scaling.png",
+    }
 
 
 if __name__ == "__main__":
