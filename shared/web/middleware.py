@@ -39,6 +39,11 @@ class Observability:
     give it a request id: the caller's `X-Request-ID` if well-formed, else a new one, echoed in
     the response and on every log line written while it is served.
 
+    The response also says how long the service took to produce it, in W3C `Server-Timing`
+    (`app;dur=` milliseconds, from the request reaching this middleware to the response
+    starting): a client that sees a slow answer can tell the service's time from the network's
+    and its own, and browsers' developer tools show it.
+
     An error no handler answered is logged here, inside the request's span and ids, and
     answered with a 500 problem if nothing was sent yet; it goes no further, so the server does
     not log it a second time without them.
@@ -64,7 +69,9 @@ class Observability:
             nonlocal status, responded
             if message["type"] == "http.response.start":
                 status, responded = message["status"], True
-                message = {**message, "headers": [*message.get("headers", ()), echoed]}
+                took = f"app;dur={(time.perf_counter() - started) * 1000:.3f}".encode()
+                added = [*message.get("headers", ()), echoed, (b"server-timing", took)]
+                message = {**message, "headers": added}
             await send(message)
 
         traceparent = _traceparent(headers.get(b"traceparent"))

@@ -160,6 +160,16 @@ async def test_the_response_echoes_the_callers_request_id(json_logs: io.StringIO
     assert response.headers["X-Request-ID"] == "req-42"
 
 
+async def test_the_response_says_how_long_the_service_took_in_server_timing(
+    json_logs: io.StringIO,
+) -> None:
+    response = await get("/work")
+
+    timing = re.fullmatch(r"app;dur=(\d+\.\d{3})", response.headers["Server-Timing"])
+    assert timing is not None
+    assert 0 < float(timing.group(1)) < 60_000
+
+
 async def test_a_request_without_an_id_gets_a_new_one_in_its_response_and_on_its_lines(
     json_logs: io.StringIO,
 ) -> None:
