@@ -26,8 +26,9 @@ from typing import Any
 
 import uvloop
 
-from bench import cpu, growth, report
+from bench import cpu, growth, hop_times, hops, hops_chart, report
 from bench.baselines import faststream_consume, raw_consume, raw_publish
+from bench.floor import Floor
 from bench.infra import Resources
 from bench.machine import describe
 from bench.messages import typical_size
@@ -186,7 +187,7 @@ async def http_figures(
     process, PostgreSQL, the machine), as the median of the repetitions."""
     s = settings
     phase("HTTP GET /orders/{id}: bare ASGI, smallest FastAPI app, order_svc (wrk)")
-    order_db = stack_order_db(resources)
+    order_db = stack_database(resources, "order")
     raw = http.start_baseline("bench.baselines.raw_http", resources, order_db, log_dir)
     fastapi = http.start_baseline("bench.baselines.fastapi_http", resources, order_db, log_dir)
     for baseline in (raw, fastapi):
@@ -237,7 +238,7 @@ async def service_figures(
     resources: Resources,
     log_dir: Path,
     samples: dict[str, list[float]],
-) -> tuple[dict[str, Any], dict[str, Any], float]:
+) -> tuple[dict[str, Any], dict[str, Any], float, dict[str, Any]]:
     s = settings
     phase("starting user_svc and order_svc")
     stack: Stack = await start(resources, log_dir)
@@ -254,33 +255,18 @@ async def service_figures(
             http_cpu = await http_figures(
                 settings, resources, stack, log_dir, samples, order_id=order_id, token=token
             )
-
-            phase(f"saga, closed loop: {s.saga_clients} clients")
-            before = cpu.snapshot(services)
-            loop = await saga.closed_loop(
-                clients=s.saga_clients,
-                warmup=s.saga_warmup_seconds,
-                windows=s.repetitions,
-                seconds=s.saga_seconds,
+            phase(f"GET /orders/{{id}} one at a time, {s.hop_reads} times, timed in parts")
+            reads = await hop_times.read_timings(
+                f"{stack.order_svc.url}/orders/{order_id}", token, requests=s.hop_reads
             )
-            saga_cpu = cpu.per_unit(before, cpu.snapshot(services), loop.orders)
-            phase(f"  CPU ms per order: {saga_cpu}")
-            windows = loop.windows
-            samples["saga_orders_per_s"].extend(windows)
-            saturation = report.median(windows)
-            phase(f"  orders/s per window: {', '.join(f'{w:,.1f}' for w in windows)}")
-            await saga.settle()
 
-            half = saturation / 2
-            phase(f"saga, open loop at half of that: {half:,.1f} orders/s")
-            open_runs = []
-            for _ in range(s.repetitions):
-                result = await saga.open_loop(rate=half, seconds=s.saga_seconds)
-                open_runs.append(result)
-                samples["saga_p50_ms"].append(result["p50_ms"])
-                samples["saga_p99_ms"].append(result["p99_ms"])
-                phase(f"  p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
-            await saga.settle()
+            saga_cpu, floor_cpu = await closed_loops(
+                settings, resources, log_dir, saga, services, samples
+            )
+            saturation = report.median(samples["saga_orders_per_s"])
+            open_runs, timelines = await half_saturation(
+                settings, resources, saga, saturation / 2, samples
+            )
 
             phase("saga, latency against offered load")
             points = []
@@ -298,6 +284,7 @@ async def service_figures(
         stack.stop(resources)
     details = {
         "http": {"order_id": order_id, "tool": "wrk"},
+        "floor_saga_cpu_ms_per_order": floor_cpu,
         "saga_open_loop_runs": open_runs,
         "rss_peak_mb": {k: round(v, 1) for k, v in sampler.peak_mb.items()},
         # Where the cores went (see bench/cpu.py): per order over the whole closed loop, and
@@ -312,7 +299,71 @@ async def service_figures(
         "seconds_per_point": s.sweep_seconds,
         "points": points,
     }
-    return details, sweep, sampler.max_mb
+    return details, sweep, sampler.max_mb, hops.summarise(timelines, reads)
+
+
+async def closed_loops(
+    settings: BenchSettings,
+    resources: Resources,
+    log_dir: Path,
+    saga: Saga,
+    services: dict[str, int],
+    samples: dict[str, list[float]],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """`saga_orders_per_s` and `floor_saga_orders_per_s` in turns, a warm-up and a window each;
+    the CPU each spent per order."""
+    s = settings
+    phase(f"saga, closed loop, {s.saga_clients} clients: ours and the plain floor program in turns")
+    floor = Floor(resources, log_dir, users=s.saga_users)
+    await floor.start()
+    spent = cpu.Tally()
+    for round_ in range(s.repetitions):
+        before = cpu.snapshot(services)
+        loop = await saga.closed_loop(
+            clients=s.saga_clients, warmup=s.saga_warmup_seconds, windows=1, seconds=s.saga_seconds
+        )
+        spent.add(before, cpu.snapshot(services), loop.orders)
+        samples["saga_orders_per_s"].extend(loop.windows)
+        phase(f"  saga_orders_per_s #{round_ + 1}: {loop.windows[0]:,.1f}")
+        await saga.settle()
+        rate = await floor.measure(
+            clients=s.saga_clients, warmup=s.saga_warmup_seconds, seconds=s.saga_seconds
+        )
+        samples["floor_saga_orders_per_s"].append(rate)
+        phase(f"  floor_saga_orders_per_s #{round_ + 1}: {rate:,.1f}")
+    floor.stop()
+    phase(f"  CPU ms per order, ours: {spent.per_unit()}")
+    phase(f"  CPU ms per order, floor: {floor.spent.per_unit()}")
+    return spent.per_unit(), floor.spent.per_unit()
+
+
+async def half_saturation(
+    settings: BenchSettings,
+    resources: Resources,
+    saga: Saga,
+    rate: float,
+    samples: dict[str, list[float]],
+) -> tuple[list[dict[str, Any]], list[dict[str, float]]]:
+    """`saga_p50_ms` and `saga_p99_ms` at `rate`, open loop, with every order timed at every hop
+    (`bench.hops`): the runs, and the orders' timelines."""
+    phase(f"saga, open loop at half the saturation rate: {rate:,.1f} orders/s, hop by hop")
+    runs = []
+    async with saga.tap.watching():
+        for _ in range(settings.repetitions):
+            result = await saga.open_loop(rate=rate, seconds=settings.saga_seconds)
+            runs.append(result)
+            samples["saga_p50_ms"].append(result["p50_ms"])
+            samples["saga_p99_ms"].append(result["p99_ms"])
+            phase(f"  p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
+        await saga.settle()
+    timelines = await hop_times.saga_timelines(
+        order_db=stack_database(resources, "order"),
+        user_db=stack_database(resources, "user"),
+        placed=saga.placed,
+        delivered=saga.tap.delivered,
+    )
+    phase(f"  {len(timelines)} of {len(saga.placed)} orders timed at every hop")
+    return runs, timelines
 
 
 async def roles_figures(
@@ -353,8 +404,9 @@ async def roles_figures(
     }
 
 
-def stack_order_db(resources: Resources) -> str:
-    return next(url for url in resources.databases if "/bench_stack_order_" in url)
+def stack_database(resources: Resources, service: str) -> str:
+    """The database of the `all`-role stack's `service` ("order", "user")."""
+    return next(url for url in resources.databases if f"/bench_stack_{service}_" in url)
 
 
 async def run(settings: BenchSettings) -> dict[str, Any]:
@@ -366,7 +418,9 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
     try:
         machine = await describe()
         growth_figures = await broker_figures(settings, resources, samples)
-        details, sweep, max_rss = await service_figures(settings, resources, log_dir, samples)
+        details, sweep, max_rss, hop_figures = await service_figures(
+            settings, resources, log_dir, samples
+        )
         details.update(await roles_figures(settings, resources, log_dir, samples))
     finally:
         phase("removing the bench's databases, vhosts and processes")
@@ -395,6 +449,7 @@ async def run(settings: BenchSettings) -> dict[str, Any]:
             "rate_limits": RATE_LIMITS,
         },
         growth=growth_figures,
+        hops=hop_figures,
         details=details,
     )
 
@@ -422,7 +477,10 @@ def main() -> None:
     written = outputs(REFERENCE if args.reference else RESULTS, reference=args.reference)
     report.write(results, written["results"])
     growth.plot(results["growth"], written["scaling"])
+    hops_chart.plot(results["hops"], written["hops"], title=run_title(results))
     print(report.markdown(results))
+    print()
+    print(report.verdicts(results))
     phase(f"wrote {', '.join(str(path) for path in written.values())}")
 
 
@@ -432,7 +490,16 @@ def outputs(directory: Path, *, reference: bool) -> dict[str, Path]:
     return {
         "results": directory / ("results.json" if reference else "latest.json"),
         "scaling": directory / "scaling.png",
+        "hops": directory / "hops.png",
     }
+
+
+def run_title(results: dict[str, Any]) -> str:
+    half = report.median(results["repetitions"]["saga_orders_per_s"]) / 2
+    kind = "quick run" if results["settings"]["quick"] else "full run"
+    return (
+        f"eventful: latency hop by hop at half the saturation rate ({half:,.0f} orders/s, {kind})"
+    )
 
 
 if __name__ == "__main__":

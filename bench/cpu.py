@@ -69,3 +69,25 @@ def per_unit(
         for name in after
         if after[name] >= before.get(name, 0.0)
     }
+
+
+class Tally:
+    """CPU seconds summed over several measured stretches, and the units of work done in them:
+    for a figure measured in repetitions with other measurements between them."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.units = 0.0
+
+    def add(self, before: Mapping[str, float], after: Mapping[str, float], units: float) -> None:
+        """One stretch; as in `per_unit`, a process that ended in between is left out."""
+        self.units += units
+        for name, value in after.items():
+            if value >= before.get(name, 0.0):
+                self.seconds[name] = self.seconds.get(name, 0.0) + value - before.get(name, 0.0)
+
+    def per_unit(self) -> dict[str, float]:
+        """Milliseconds of CPU per unit of work, over every stretch added."""
+        if self.units <= 0:
+            return {}
+        return {name: round(1000 * s / self.units, 3) for name, s in self.seconds.items()}

@@ -38,6 +38,8 @@ class BenchSettings:
     saga_clients: int
     saga_seconds: float
     saga_warmup_seconds: float
+    # Reads of `GET /orders/{id}`, one at a time, timed in parts (`bench.hops`).
+    hop_reads: int
     # Offered rates of the latency sweep, as fractions of the closed-loop saturation rate.
     sweep_fractions: tuple[float, ...]
     sweep_seconds: float
@@ -71,6 +73,7 @@ FULL = BenchSettings(
     saga_clients=32,
     saga_seconds=10.0,
     saga_warmup_seconds=3.0,
+    hop_reads=2_000,
     sweep_fractions=(0.1, 0.25, 0.5, 0.7, 0.85, 1.0, 1.2, 1.5, 1.8, 2.2),
     sweep_seconds=6.0,
     saga_timeout_seconds=15.0,
@@ -97,6 +100,7 @@ QUICK = BenchSettings(
     saga_clients=32,
     saga_seconds=3.0,
     saga_warmup_seconds=1.0,
+    hop_reads=300,
     sweep_fractions=(0.25, 0.5, 0.85, 1.2),
     sweep_seconds=2.0,
     saga_timeout_seconds=10.0,

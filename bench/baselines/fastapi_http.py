@@ -1,9 +1,9 @@
 """Reference `fastapi_http_get_rps`: the bare baseline's read, written as the smallest FastAPI app.
 
-The same query on the same pool as `raw_http`, behind one FastAPI route with a typed path
-parameter and a dict answer: no middleware, no token, no response model. It separates what the
-framework itself costs (`fastapi_http_get_rps / raw_http_get_rps`) from what order_svc adds on
-top of it (`http_get_rps / fastapi_http_get_rps`).
+The same statement on the same pool as `raw_http` (order_svc's read), behind one FastAPI route
+with a typed path parameter and a dict answer: no middleware, no token, no response model. It
+separates what the framework itself costs (`fastapi_http_get_rps / raw_http_get_rps`) from what
+order_svc adds on top of it (`http_get_rps / fastapi_http_get_rps`, a target).
 
 Run as its own process: `python -m bench.baselines.fastapi_http DATABASE_URL PORT`.
 """

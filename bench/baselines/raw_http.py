@@ -1,10 +1,10 @@
 """Baseline `raw_http_get_rps`: a bare ASGI endpoint doing one asyncpg row read and a JSON reply.
 
-`GET /orders/{id}` reads the same order row from the same database as order_svc, and is served
+`GET /orders/{id}` does order_svc's read (the same statement on the same database), and is served
 by uvicorn with exactly the configuration `shared.runtime.server.run` uses (one process, uvicorn's
 default loop and HTTP implementation, no access log). What ours adds on top (FastAPI routing and
-validation, the bearer-token check, middleware, SQLAlchemy, the unit of work, the response
-model) is what `http_get_rps / raw_http_get_rps` prices.
+validation, the bearer-token check, rate limits, middleware, the response model) is what
+`http_get_rps / raw_http_get_rps` prices.
 
 Run as its own process: `python -m bench.baselines.raw_http DATABASE_URL PORT`.
 """
@@ -29,10 +29,22 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-QUERY = (
-    "SELECT id, user_id, status, reason, total, version, created_at, updated_at "
-    "FROM orders WHERE id = $1"
-)
+# order_svc's own read, written by hand: the order, its items (one array per column, in their
+# order) and the customer's replica, in one statement.
+QUERY = """
+SELECT orders.id, orders.user_id, orders.status, orders.reason, orders.total, orders.version,
+       orders.created_at, orders.updated_at,
+       (SELECT array_agg(sku ORDER BY position) FROM order_items
+        WHERE order_items.order_id = orders.id) AS skus,
+       (SELECT array_agg(quantity ORDER BY position) FROM order_items
+        WHERE order_items.order_id = orders.id) AS quantities,
+       (SELECT array_agg(unit_price ORDER BY position) FROM order_items
+        WHERE order_items.order_id = orders.id) AS unit_prices,
+       customers.name AS customer_name, customers.status AS customer_status,
+       customers.version AS customer_version
+FROM orders LEFT OUTER JOIN customers ON customers.id = orders.user_id
+WHERE orders.id = $1
+"""
 # Up to as many connections as the services' pool holds (DATABASE_POOL_SIZE, 20).
 POOL_MIN, POOL_MAX = 10, 20
 

@@ -17,21 +17,24 @@ load; it is kept and matched when the order id becomes known.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
 import aiohttp
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from bench.report import percentile
 from bench.stack import Customer, Stack
 
 TAP_QUEUE = "bench.saga.tap"
+OUTCOMES = ("order.confirmed", "order.rejected")
+INTERMEDIATE = ("order.created", "user.credit_reserved")
 ORDER_BODY = {
     "items": [
         {"sku": "BOOK-0001", "quantity": 2, "unit_price": 1_500},
@@ -46,30 +49,55 @@ class OrderRejected(Exception):
 
 @dataclass
 class Tap:
-    """Confirmation (or rejection) arrival times by order id, from the bench's tap queue."""
+    """Confirmation (or rejection) arrival times by order id, from the bench's tap queue; while
+    `watching`, also the wall-clock arrival of every event of the saga by event id (when the
+    broker delivered it, for `bench.hops`)."""
 
     arrived: dict[str, tuple[float, str]] = field(default_factory=dict)
     waiting: dict[str, asyncio.Future[tuple[float, str]]] = field(default_factory=dict)
+    delivered: dict[str, float] = field(default_factory=dict)
     connection: AbstractRobustConnection | None = None
+    queue: AbstractQueue | None = None
+    recording: bool = False
 
     async def start(self, amqp_url: str) -> None:
         self.connection = await aio_pika.connect_robust(amqp_url)
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=1_000)
-        queue = await channel.declare_queue(
+        self.queue = await channel.declare_queue(
             TAP_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
         )
-        for routing_key in ("order.confirmed", "order.rejected"):
-            await queue.bind("events", routing_key)
-        await queue.consume(self._on_message, no_ack=True)
+        for routing_key in OUTCOMES:
+            await self.queue.bind("events", routing_key)
+        await self.queue.consume(self._on_message, no_ack=True)
 
     async def stop(self) -> None:
         if self.connection is not None:
             await self.connection.close()
 
+    @contextlib.asynccontextmanager
+    async def watching(self) -> AsyncIterator[None]:
+        """Record when each event of the saga reaches the broker's consumers. The saga's
+        intermediate events come to the tap only meanwhile: the extra deliveries would
+        otherwise cost the machine's CPU during the throughput figures."""
+        assert self.queue is not None
+        for routing_key in INTERMEDIATE:
+            await self.queue.bind("events", routing_key)
+        self.recording = True
+        try:
+            yield
+        finally:
+            self.recording = False
+            for routing_key in INTERMEDIATE:
+                await self.queue.unbind("events", routing_key)
+
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         now = time.perf_counter()
+        if self.recording and message.message_id:
+            self.delivered[message.message_id] = time.time()
         event: dict[str, Any] = json.loads(message.body)
+        if event["type"] not in OUTCOMES:
+            return
         order_id = str(event["data"]["order_id"])
         outcome = (now, str(event["type"]))
         future = self.waiting.pop(order_id, None)
@@ -106,6 +134,8 @@ class Saga:
     timeout: float
     tap: Tap = field(default_factory=Tap)
     client: aiohttp.ClientSession | None = None
+    # While the tap is watching: when each order was sent (wall clock), by order id.
+    placed: dict[str, float] = field(default_factory=dict)
 
     async def __aenter__(self) -> Saga:
         await self.tap.start(self.stack.amqp_url)
@@ -127,13 +157,15 @@ class Saga:
     async def order(self, customer: Customer) -> tuple[str, float, float]:
         """Place one order; return (order id, sent, confirmed) on the perf_counter clock."""
         assert self.client is not None
-        sent = time.perf_counter()
+        sent, sent_at = time.perf_counter(), time.time()
         async with self.client.post(
             "/orders", json=ORDER_BODY, headers={"Authorization": f"Bearer {customer.token}"}
         ) as response:
             if response.status != 202:
                 raise RuntimeError(f"POST /orders: {response.status} {await response.text()}")
             order_id = str((await response.json())["id"])
+        if self.tap.recording:
+            self.placed[order_id] = sent_at
         return order_id, sent, await self.tap.confirmed_at(order_id, self.timeout)
 
     async def closed_loop(
