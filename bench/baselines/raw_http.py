@@ -22,6 +22,8 @@ import asyncpg
 import uvicorn
 
 from shared.persistence.database import dsn
+from shared.runtime.server import HTTP_DRAIN_SECONDS
+from shared.settings import ServiceSettings
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -110,9 +112,17 @@ async def _reply(send: Send, status: int, body: bytes) -> None:
 
 
 def serve(app: ASGIApp, port: int) -> None:
-    """uvicorn as `shared.runtime.server.run` runs it; both HTTP baselines are served by this."""
+    """uvicorn as `shared.runtime.server.run` runs it with the services' default settings (the
+    proxy headers of loopback trusted, no access log); both HTTP baselines are served by this."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, timeout_graceful_shutdown=10
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=ServiceSettings.model_fields["access_log"].default,
+        proxy_headers=True,
+        forwarded_allow_ips=ServiceSettings.model_fields["forwarded_allow_ips"].default,
+        timeout_graceful_shutdown=HTTP_DRAIN_SECONDS,
     )
     uvicorn.Server(config).run()
 
