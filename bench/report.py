@@ -228,6 +228,43 @@ def hops_table(section: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+_SHORT_UNITS = {"events/s": "/s", "requests/s": "/s", "orders/s": "/s", "ms": " ms", "MiB": " MiB"}
+
+
+def _amount(results: Mapping[str, Any], name: str) -> str:
+    value = results["metrics"][name]
+    shown = f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
+    return f"{shown}{_SHORT_UNITS[UNITS[name]]}"
+
+
+def readme_table(results: Mapping[str, Any]) -> str:
+    """The README's table of a reference run: every target and reference ratio, with the
+    figures it divides."""
+    lines = [
+        "| figure | ours | baseline | ratio | target | met |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for verdict, target in zip(results["targets"], TARGETS, strict=True):
+        met = "yes" if verdict["met"] else "**no**"
+        wanted = f"{verdict['op']} {verdict['threshold']:g}"
+        ours = _amount(results, target.numerator)
+        if target.denominator is None:
+            lines.append(f"| `{target.numerator}` | {ours} | | | {wanted} | {met} |")
+            continue
+        base = _amount(results, target.denominator)
+        lines.append(
+            f"| `{target.numerator}` / `{target.denominator}` | {ours} | {base} | "
+            f"{verdict['value']:.2f} | {wanted} | {met} |"
+        )
+    for ours_name, base_name in REFERENCES:
+        ratio = results["ratios"][f"{ours_name}/{base_name}"]
+        lines.append(
+            f"| reference: `{ours_name}` / `{base_name}` | {_amount(results, ours_name)} | "
+            f"{_amount(results, base_name)} | {ratio:.2f} | | |"
+        )
+    return "\n".join(lines)
+
+
 def write(results: Mapping[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,3 +147,24 @@ def test_the_cost_of_splitting_the_services_into_roles_is_a_reference_not_a_targ
     judged = {v["name"] for v in report.evaluate(BASELINE_AND_OURS)}
     assert not any("roles_saga_orders_per_s" in name for name in judged)
     assert report.ratios(BASELINE_AND_OURS)["roles_saga_orders_per_s/saga_orders_per_s"] == 0.9
+
+
+def test_the_readme_table_shows_each_target_with_the_figures_it_divides() -> None:
+    table = report.readme_table(results())
+
+    assert (
+        "| `saga_orders_per_s` / `floor_saga_orders_per_s` | 600/s | 800/s | 0.75 | >= 0.6 | yes |"
+        in table
+    )
+    assert "| `saga_p99_ms` | 150 ms | | | <= 100 | **no** |" in table
+    assert (
+        "| reference: `http_get_rps` / `raw_http_get_rps` | 2,000/s | 4,000/s | 0.50 | | |" in table
+    )
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/design/performance.md"])
+def test_the_performance_table_is_the_committed_reference_runs(page: str) -> None:
+    root = Path(__file__).resolve().parents[2]
+    reference = json.loads((root / "bench/results/reference/results.json").read_text())
+
+    assert report.readme_table(reference) in (root / page).read_text()
