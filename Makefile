@@ -7,7 +7,8 @@
 #   make k8s-tools  make sure kubectl is there (installs it into .venv if not)
 #   make docs       build the docs site into site/ (mkdocs build --strict); `make test` builds it too
 #   make test-tools the tests' own tools: HAProxy, iptables (private servers), Chromium and
-#                   chromedriver (the docs site), promtool (alert rules); apt-get as root if missing
+#                   chromedriver (the docs site), promtool (alert rules), ShellCheck (the example
+#                   CI workflow); apt-get as root if missing
 #   make fuzz       fuzzing at full size (FUZZ_EXAMPLES, FUZZ_SEED); `make test` runs a short form
 #   make chaos      fault-injection suite at full size (CHAOS_ORDERS, CHAOS_FAULTS, CHAOS_SEED)
 #   make failover   broker nodes and the database primary lost under load, full size (FAILOVER_SEED)
