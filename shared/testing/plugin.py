@@ -55,6 +55,7 @@ class Setting:
     name: str
     help: str
     default: str | None = None
+    metavar: str = "URL"
 
     @property
     def option(self) -> str:
@@ -89,6 +90,7 @@ RABBITMQCTL = Setting(
     "command that runs rabbitmqctl on the broker, to make and remove a started stack's vhost, "
     "such as 'docker exec CONTAINER rabbitmqctl'",
     "rabbitmqctl",
+    metavar="COMMAND",
 )
 
 
@@ -111,6 +113,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(
             setting.option,
             dest=setting.dest,
+            metavar=setting.metavar,
             default=None,
             help=f"{setting.help} (or {setting.variable}{default})",
         )

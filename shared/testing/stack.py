@@ -223,9 +223,9 @@ class StartedStack:
             *(asyncio.to_thread(p.stop) for p in self.processes), return_exceptions=True
         )
         failures += [result for result in stopped if isinstance(result, BaseException)]
-        for service in self.services:
+        for process in self.processes:  # each started service created its database
             try:
-                await drop_database(self.database_url(service))
+                await drop_database(self.database_url(process.service))
             except Exception as error:
                 failures.append(error)
         if self._vhost_made:
