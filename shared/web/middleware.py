@@ -3,7 +3,7 @@ size-limited.
 
 Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs each
 request in an extra task with a memory stream, which cost more than the rest of a simple read
-(see README Performance).
+(see docs/design/performance.md).
 """
 
 from __future__ import annotations
