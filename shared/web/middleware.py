@@ -102,8 +102,9 @@ class Observability:
 
 
 def _route_template(scope: Scope) -> str:
-    """The route's path template (`/orders/{order_id}`), so ids do not explode label cardinality."""
-    return str(getattr(scope.get("route"), "path", "unmatched"))
+    """The route's path template as the OpenAPI document writes it (`/orders/{order_id}`, without
+    a converter), so ids do not explode label cardinality."""
+    return str(getattr(scope.get("route"), "path_format", "unmatched"))
 
 
 _TRACEPARENT = re.compile(TRACEPARENT_PATTERN)
