@@ -18,7 +18,7 @@ from mkdocs.structure.files import File, Files
 from docsite import asyncapi, openapi
 
 ASYNCAPI_DOCUMENT = Path("catalogue") / "asyncapi.json"
-OPENAPI_DIRECTORY = Path("catalogue") / "openapi"
+OPENAPI_DIRECTORY = Path("catalogue") / openapi.FOLDER
 
 
 def on_files(files: Files, *, config: MkDocsConfig) -> Files:

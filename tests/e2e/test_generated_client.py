@@ -42,7 +42,7 @@ def generate_client(service: str, into: Path) -> str:
             str(GENERATOR),
             "generate",
             "--path",
-            str(openapi.DEFAULT_DIR / f"{service}{openapi.SUFFIX}"),
+            str(openapi.DEFAULT_DIR / openapi.FOLDER / f"{service}{openapi.SUFFIX}"),
             "--meta",
             "none",
             "--config",
@@ -80,7 +80,9 @@ async def test_each_service_serves_the_committed_document(stack: Stack) -> None:
         for process in (stack.user_svc, stack.order_svc):
             served = (await client.get(f"{process.url}/openapi.json")).json()
             committed = json.loads(
-                (openapi.DEFAULT_DIR / f"{process.module}{openapi.SUFFIX}").read_text("utf-8")
+                (
+                    openapi.DEFAULT_DIR / openapi.FOLDER / f"{process.module}{openapi.SUFFIX}"
+                ).read_text("utf-8")
             )
 
             assert served == committed, process.module

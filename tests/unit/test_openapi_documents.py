@@ -30,20 +30,23 @@ def test_committed_documents_are_byte_for_byte_up_to_date() -> None:
 
 
 def test_check_reports_an_edited_document_and_exits_1(tmp_path: Path) -> None:
-    documents.write_documents(tmp_path)
-    edited = tmp_path / "order_svc.json"
+    documents.DOCUMENTS.write(tmp_path)
+    edited = tmp_path / "openapi" / "order_svc.json"
     edited.write_text(edited.read_text("utf-8").replace('"cancelOrder"', '"cancel"'))
 
-    assert documents.stale_files(tmp_path) == ["order_svc.json"]
+    assert documents.DOCUMENTS.stale(tmp_path) == ["openapi/order_svc.json"]
     assert documents.main(["--check", "--dir", str(tmp_path)]) == 1
 
 
 def test_check_reports_a_missing_document_and_one_of_no_service(tmp_path: Path) -> None:
-    documents.write_documents(tmp_path)
-    (tmp_path / "user_svc.json").unlink()
-    (tmp_path / "billing_svc.json").write_text("{}\n")
+    documents.DOCUMENTS.write(tmp_path)
+    (tmp_path / "openapi" / "user_svc.json").unlink()
+    (tmp_path / "openapi" / "billing_svc.json").write_text("{}\n")
 
-    assert documents.stale_files(tmp_path) == ["billing_svc.json", "user_svc.json"]
+    assert documents.DOCUMENTS.stale(tmp_path) == [
+        "openapi/billing_svc.json",
+        "openapi/user_svc.json",
+    ]
 
 
 @pytest.mark.parametrize("service", documents.present_services())
