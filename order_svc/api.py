@@ -16,7 +16,7 @@ from order_svc.uow import OrderUnitOfWork, unit_of_work
 from shared.web.auth import CurrentUserId
 from shared.web.etags import IfMatch, etag, expected_version
 from shared.web.fields import JSON_INTEGER
-from shared.web.openapi import ETAG, LOCATION, operation
+from shared.web.openapi import ETAG, LOCATION, Link, operation
 
 MAX_PAGE_SIZE = 100
 # A position in the list (`_encode_cursor`): up to 16 digits of microseconds reach the year 2286.
@@ -117,6 +117,9 @@ def _respond(view: handlers.OrderView, response: Response) -> OrderPublic:
 
 
 NOT_YOURS = "No such order, or not the caller's (no existence leak)."
+THIS_ORDER = {"order_id": "$response.body#/id"}
+READ_IT = Link("getOrder", THIS_ORDER)
+CANCEL_IT = Link("cancelOrder", {**THIS_ORDER, "header.If-Match": "$response.header.ETag"})
 
 
 @router.post(
@@ -125,6 +128,7 @@ NOT_YOURS = "No such order, or not the caller's (no existence leak)."
         "placeOrder",
         status=202,
         headers=[LOCATION, ETAG],
+        links=[READ_IT, CANCEL_IT],
         problems={
             422: "Invalid input, naming each field that is wrong; or this Idempotency-Key was "
             "used with another body."
@@ -151,7 +155,8 @@ async def place_order(
 
 
 @router.get(
-    "/orders/{order_id}", **operation("getOrder", headers=[ETAG], problems={404: NOT_YOURS})
+    "/orders/{order_id}",
+    **operation("getOrder", headers=[ETAG], problems={404: NOT_YOURS}, links=[CANCEL_IT]),
 )
 async def read_order(
     order_id: UUID, caller: CurrentUserId, response: Response, queries: QueriesDep

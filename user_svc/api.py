@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from shared.errors import Forbidden, Unauthorized
 from shared.web.auth import CurrentUserId
 from shared.web.etags import IfMatch, etag, expected_version
-from shared.web.openapi import ETAG, LOCATION, operation
+from shared.web.openapi import ETAG, LOCATION, Link, operation
 from shared.web.tokens import SigningKey, StaticKeys
 from user_svc import handlers
 from user_svc.domain import User
@@ -159,6 +159,9 @@ def _own(user_id: UUID, caller: UUID) -> UUID:
 
 NOT_THE_CALLER = "Not the caller's own id (whether or not such a user exists)."
 NO_SUCH_USER = "The user the token names does not exist."
+THIS_USER = {"user_id": "$response.body#/id"}
+AT_ITS_VERSION = {**THIS_USER, "header.If-Match": "$response.header.ETag"}
+CHANGE_IT = [Link("renameUser", AT_ITS_VERSION), Link("deactivateUser", AT_ITS_VERSION)]
 
 
 @router.post(
@@ -167,6 +170,7 @@ NO_SUCH_USER = "The user the token names does not exist."
         "registerUser",
         status=201,
         headers=[LOCATION, ETAG],
+        links=[Link("getUser", THIS_USER)],
         problems={
             409: "A user with this email exists already.",
             429: "Too many registrations from this client or for this email, or over this "
@@ -245,7 +249,7 @@ async def jwks(request: Request, response: Response) -> JsonWebKeySet:
 
 @router.get(
     "/users/me",
-    **operation("getCurrentUser", headers=[ETAG], problems={404: NO_SUCH_USER}),
+    **operation("getCurrentUser", headers=[ETAG], problems={404: NO_SUCH_USER}, links=CHANGE_IT),
 )
 async def read_me(caller: CurrentUserId, response: Response, queries: QueriesDep) -> UserPublic:
     return _respond(await handlers.get_user(caller, queries), response)

@@ -110,6 +110,20 @@ RATE_LIMIT = Header(
 )
 HEADERS = (ETAG, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE, RATE_LIMIT_POLICY, RATE_LIMIT)
 
+
+@dataclass(frozen=True)
+class Link:
+    """An OpenAPI link from a success response to an operation it leads to, with the values it
+    passes: `{"order_id": "$response.body#/id", "header.If-Match": "$response.header.ETag"}`.
+    Clients and stateful testers follow them (cancel the order just read, at its version)."""
+
+    operation_id: str
+    parameters: Mapping[str, str]
+
+    def entry(self) -> JSONObject:
+        return {"operationId": self.operation_id, "parameters": dict(self.parameters)}
+
+
 # The headers every problem of a status carries, whichever route answers it.
 _PROBLEM_HEADERS: Mapping[int, Sequence[Header]] = {
     401: (WWW_AUTHENTICATE,),
@@ -164,13 +178,15 @@ def operation(
     problems: Mapping[int, str] | None = None,
     if_match: Literal["required", "when_exists"] | None = None,
     reads_database: bool = True,
+    links: Collection[Link] = (),
 ) -> JSONObject:
     """The keyword arguments of a route decorator that document one operation:
 
         @router.post("/orders/{order_id}/cancel", **operation("cancelOrder", headers=[ETAG],
                      problems={404: "...", 409: "..."}, if_match="required"))
 
-    `status` is the success status and `headers` the headers of the success response.
+    `status` is the success status, `headers` the headers of the success response and `links`
+    the operations it leads to.
     `problems` are the problems the route's own handler raises, by status, described for this
     operation. `if_match` declares the `If-Match` header (read with `shared.web.etags.IfMatch`)
     and its 412, 422 and 428: `required` for a change of an existing resource, `when_exists` for one
@@ -189,8 +205,13 @@ def operation(
         code: problem_response(description, *_PROBLEM_HEADERS.get(code, ()))
         for code, description in sorted(answers.items())
     }
+    success: JSONObject = {}
     if headers:
-        responses[status] = {"headers": {header.name: header.ref() for header in headers}}
+        success["headers"] = {header.name: header.ref() for header in headers}
+    if links:
+        success["links"] = {link.operation_id: link.entry() for link in links}
+    if success:
+        responses[status] = success
     arguments: JSONObject = {
         "operation_id": operation_id,
         "status_code": status,

@@ -17,6 +17,7 @@ from shared.web.etags import IfMatch
 from shared.web.openapi import (
     ETAG,
     LOCATION,
+    Link,
     document_api,
     explicit_operation_id,
     operation,
@@ -144,3 +145,19 @@ def test_a_conditional_route_declares_if_match_and_its_412_422_428(
 
     assert (header["name"], header["required"]) == ("If-Match", required)
     assert {"412", "422", "428"} <= set(entry["responses"])
+
+
+def test_a_route_links_its_success_response_to_the_operations_it_leads_to() -> None:
+    router = APIRouter()
+    change = Link(
+        "putThing", {"name": "$response.body#/name", "header.If-Match": "$response.header.ETag"}
+    )
+
+    @router.get("/things/{name}", **operation("getThing", headers=[ETAG], links=[change]))
+    async def get(name: str) -> Thing:
+        return Thing(name=name)
+
+    success = documented(router)["paths"]["/things/{name}"]["get"]["responses"]["200"]
+
+    assert success["links"] == {"putThing": change.entry()}
+    assert "ETag" in success["headers"]
