@@ -159,6 +159,11 @@ def if_match_parameter(*, required: bool) -> JSONObject:
     }
 
 
+def header_refs(*headers: Header) -> JSONObject:
+    """The `headers` of a response entry that always carries these."""
+    return {header.name: header.ref() for header in headers}
+
+
 def problem_response(description: str, *headers: Header) -> JSONObject:
     """An OpenAPI response entry for a problem, with the headers it always carries."""
     response: JSONObject = {
@@ -166,7 +171,7 @@ def problem_response(description: str, *headers: Header) -> JSONObject:
         "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
     if headers:
-        response["headers"] = {header.name: header.ref() for header in headers}
+        response["headers"] = header_refs(*headers)
     return response
 
 
@@ -179,6 +184,7 @@ def operation(
     if_match: Literal["required", "when_exists"] | None = None,
     reads_database: bool = True,
     links: Collection[Link] = (),
+    responses: Mapping[int, JSONObject] | None = None,
 ) -> JSONObject:
     """The keyword arguments of a route decorator that document one operation:
 
@@ -186,7 +192,8 @@ def operation(
                      problems={404: "...", 409: "..."}, if_match="required"))
 
     `status` is the success status, `headers` the headers of the success response and `links`
-    the operations it leads to.
+    the operations it leads to. `responses` are other answers in FastAPI's form, e.g. a second
+    success status: `{201: {"model": StockPublic, "headers": header_refs(LOCATION, ETAG)}}`.
     `problems` are the problems the route's own handler raises, by status, described for this
     operation. `if_match` declares the `If-Match` header (read with `shared.web.etags.IfMatch`)
     and its 412, 422 and 428: `required` for a change of an existing resource, `when_exists` for one
@@ -201,21 +208,23 @@ def operation(
         answers.setdefault(428, PRECONDITION_REQUIRED)
     if reads_database:
         answers.setdefault(503, UNAVAILABLE)
-    responses: dict[int | str, JSONObject] = {
+    documented: dict[int | str, JSONObject] = {
         code: problem_response(description, *_PROBLEM_HEADERS.get(code, ()))
         for code, description in sorted(answers.items())
     }
+    for code, response in (responses or {}).items():
+        documented[code] = response
     success: JSONObject = {}
     if headers:
-        success["headers"] = {header.name: header.ref() for header in headers}
+        success["headers"] = header_refs(*headers)
     if links:
         success["links"] = {link.operation_id: link.entry() for link in links}
     if success:
-        responses[status] = success
+        documented[status] = success
     arguments: JSONObject = {
         "operation_id": operation_id,
         "status_code": status,
-        "responses": responses,
+        "responses": documented,
     }
     if if_match is not None:
         arguments["openapi_extra"] = {

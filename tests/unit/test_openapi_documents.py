@@ -20,6 +20,7 @@ from shared.web.openapi import (
     Link,
     document_api,
     explicit_operation_id,
+    header_refs,
     operation,
 )
 
@@ -161,3 +162,23 @@ def test_a_route_links_its_success_response_to_the_operations_it_leads_to() -> N
 
     assert success["links"] == {"putThing": change.entry()}
     assert "ETag" in success["headers"]
+
+
+def test_a_route_that_may_also_create_declares_its_second_success_status() -> None:
+    router = APIRouter()
+    created = {"model": Thing, "headers": header_refs(LOCATION, ETAG)}
+
+    @router.put(
+        "/things/{name}",
+        **operation("setThing", headers=[ETAG], if_match="when_exists", responses={201: created}),
+    )
+    async def put(name: str, condition: IfMatch = None) -> Thing:
+        return Thing(name=name)
+
+    responses = documented(router)["paths"]["/things/{name}"]["put"]["responses"]
+
+    assert {"ETag"} <= set(responses["200"]["headers"])
+    assert {"Location", "ETag"} <= set(responses["201"]["headers"])
+    assert responses["201"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Thing"
+    }
