@@ -1,5 +1,5 @@
 # Developer entry points. CI runs `make test` (see .ci/run).
-#   make venv       .venv with the project and its dev tools (redone when pyproject.toml changes)
+#   make venv       .venv with the project and its dev tools, as uv.lock pins them (redone when it changes)
 #   make services   make sure PostgreSQL, RabbitMQ and Redis are reachable (starts or installs them)
 #   make run        both services on 127.0.0.1:8001 / :8002 until Ctrl-C
 #   make test       lint, format check, mypy, then pytest (PYTEST_ARGS="-k saga -x" to narrow)
@@ -7,7 +7,8 @@
 #   make k8s-tools  make sure kubectl is there (installs it into .venv if not)
 #   make docs       build the docs site into site/ (mkdocs build --strict); `make test` builds it too
 #   make test-tools the tests' own tools: HAProxy, iptables (private servers), Chromium and
-#                   chromedriver (the docs site), promtool (alert rules); apt-get as root if missing
+#                   chromedriver (the docs site), promtool (alert rules), ShellCheck (the example
+#                   CI workflow); apt-get as root if missing
 #   make fuzz       fuzzing at full size (FUZZ_EXAMPLES, FUZZ_SEED); `make test` runs a short form
 #   make chaos      fault-injection suite at full size (CHAOS_ORDERS, CHAOS_FAULTS, CHAOS_SEED)
 #   make failover   broker nodes and the database primary lost under load, full size (FAILOVER_SEED)
@@ -24,6 +25,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 PYTEST_ARGS ?=
+# Every build installs exactly what uv.lock pins (hashes included); `uv lock` after changing the
+# dependencies in pyproject.toml, and `make test` fails while the two disagree. --inexact keeps
+# what the venv holds besides the lock: uv itself and the kubectl wheel of k8s-tools.
+UV := uv==0.13.9
+SYNC := $(BIN)/uv sync --frozen --inexact --python $(BIN)/python
 
 .DEFAULT_GOAL := help
 .PHONY: help venv services run test chaos failover fuzz bench bench-reference bench-tools lint fmt typecheck clean k8s-tools \
@@ -34,7 +40,7 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
 		echo "error: Python >= 3.11 is required, but '$(PYTHON)' is: $$($(PYTHON) --version 2>&1)." >&2; \
 		echo "       Run: make venv PYTHON=python3.11 (or any newer python3.x)" >&2; \
@@ -42,8 +48,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
 		echo "error: $(VENV) holds $$($(BIN)/python --version 2>&1); run: make clean venv" >&2; exit 1; }
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet '$(UV)'
+	$(SYNC) --extra dev
 	@touch $@
 
 services:
@@ -53,6 +59,7 @@ run: venv services
 	bash scripts/run.sh
 
 test: venv services k8s-tools test-tools
+	$(BIN)/uv lock --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -140,5 +147,5 @@ bench-tools: $(BENCH_STAMP)
 		fi; }
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(SYNC) --extra dev --extra bench
 	@touch $@

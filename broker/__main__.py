@@ -433,7 +433,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
         "tail": lambda: _tail(args, url),
         "accounts": lambda: _accounts(args),
         "definitions": _definitions,
-        "k8s": lambda: k8s.run(check=args.check, directory=args.dir),
+        "k8s": lambda: k8s.RESOURCES.run(args.dir, check=args.check),
         "dlq": lambda: _dead_letters(args, url),
     }
     return commands[args.command]()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 from urllib.parse import quote
 
 from broker.definitions import DEVELOPMENT_VHOST
+from broker.generated import GeneratedFiles
 from broker.topology import TOPOLOGY, Topology
 from shared.events import EVENT_TYPES, EventData
 from shared.messaging.envelope import (
@@ -449,36 +449,12 @@ def rendered_files() -> dict[str, str]:
     return files
 
 
-def _unexpected_files(directory: Path, expected: Mapping[str, str]) -> list[str]:
-    """Schema files in `directory` that the code no longer generates (a removed event type)."""
-    events = directory / EVENTS_DIR
-    if not events.is_dir():
-        return []
-    present = {f"{EVENTS_DIR}/{path.name}" for path in events.glob(f"*{SCHEMA_SUFFIX}")}
-    return sorted(present - expected.keys())
-
-
-def stale_files(directory: Path = DEFAULT_DIR) -> list[str]:
-    """Relative paths under `directory` that are missing, differ, or should not be there."""
-    expected = rendered_files()
-    stale = [
-        name
-        for name, text in expected.items()
-        if not (directory / name).is_file() or (directory / name).read_text("utf-8") != text
-    ]
-    return sorted(stale + _unexpected_files(directory, expected))
-
-
-def write_catalogue(directory: Path = DEFAULT_DIR) -> list[str]:
-    """Write every generated file under `directory` and remove schemas of vanished types."""
-    expected = rendered_files()
-    for name in _unexpected_files(directory, expected):
-        (directory / name).unlink()
-    for name, text in expected.items():
-        path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return sorted(expected)
+CATALOGUE = GeneratedFiles(
+    name="event catalogue",
+    command="python -m broker.catalogue",
+    render=rendered_files,
+    owned=((EVENTS_DIR, f"*{SCHEMA_SUFFIX}"),),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -498,20 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"catalogue directory (default: {DEFAULT_DIR})",
     )
     args = parser.parse_args(argv)
-    directory: Path = args.dir
-    if args.check:
-        stale = stale_files(directory)
-        if stale:
-            print(f"stale event catalogue in {directory}:", file=sys.stderr)
-            for name in stale:
-                print(f"  {name}", file=sys.stderr)
-            print("regenerate it with: python -m broker.catalogue", file=sys.stderr)
-            return 1
-        print(f"event catalogue in {directory} is up to date")
-        return 0
-    written = write_catalogue(directory)
-    print(f"wrote {len(written)} files to {directory}")
-    return 0
+    return CATALOGUE.run(args.dir, check=args.check)
 
 
 if __name__ == "__main__":

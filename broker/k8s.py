@@ -22,7 +22,6 @@ by running `python -m broker k8s`.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -37,6 +36,7 @@ from broker.definitions import (
     development_password,
     to_json,
 )
+from broker.generated import GeneratedFiles
 from broker.topology import TOPOLOGY, Queue, Topology
 
 Resource = dict[str, Any]
@@ -244,50 +244,9 @@ def rendered_files(topology: Topology = TOPOLOGY) -> dict[str, str]:
     return files
 
 
-def _unexpected_files(directory: Path, expected: Mapping[str, str]) -> list[str]:
-    """Files in the generated topology folder that the code no longer generates."""
-    folder = directory / TOPOLOGY_DIR
-    if not folder.is_dir():
-        return []
-    present = {f"{TOPOLOGY_DIR}/{path.name}" for path in folder.glob("*.yaml")}
-    return sorted(present - expected.keys())
-
-
-def stale_files(directory: Path = DEFAULT_DIR) -> list[str]:
-    """Paths relative to `directory` that are missing, differ, or should not be there."""
-    expected = rendered_files()
-    stale = [
-        name
-        for name, text in expected.items()
-        if not (directory / name).is_file() or (directory / name).read_text("utf-8") != text
-    ]
-    return sorted(stale + _unexpected_files(directory, expected))
-
-
-def write(directory: Path = DEFAULT_DIR) -> list[str]:
-    """Write every generated file under `directory`, removing those of vanished services."""
-    expected = rendered_files()
-    for name in _unexpected_files(directory, expected):
-        (directory / name).unlink()
-    for name, text in expected.items():
-        path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return sorted(expected)
-
-
-def run(*, check: bool, directory: Path = DEFAULT_DIR) -> int:
-    """`python -m broker k8s [--check]`; returns the exit status."""
-    if check:
-        stale = stale_files(directory)
-        if stale:
-            print(f"stale generated Kubernetes resources in {directory}:", file=sys.stderr)
-            for name in stale:
-                print(f"  {name}", file=sys.stderr)
-            print("regenerate them with: python -m broker k8s", file=sys.stderr)
-            return 1
-        print(f"generated Kubernetes resources in {directory} are up to date")
-        return 0
-    written = write(directory)
-    print(f"wrote {len(written)} files to {directory}")
-    return 0
+RESOURCES = GeneratedFiles(
+    name="generated Kubernetes resources",
+    command="python -m broker k8s",
+    render=rendered_files,
+    owned=((TOPOLOGY_DIR, "*.yaml"),),
+)

@@ -1,21 +1,40 @@
-"""Each service's OpenAPI document, taken from its HTTP app built but never started.
+"""Each service's OpenAPI document, taken from its HTTP app built but never started, and the
+committed copies in `catalogue/openapi/<service>.json` that clients are generated from.
 
 Building an app opens no connection (engines and broker connections are created lazily, by the
-app's lifespan), so the documents come from the code at build time, offline, with the default
-settings. A service of the contract whose package is not in this checkout yet is left out.
+app's lifespan), so the documents come from the code, offline, with the default settings; a
+service serves the same document at `GET /openapi.json`. The committed copies are what a client
+generator, the docs site and a reviewer read; `python -m docsite.openapi --check` (run by the
+unit tests) fails when they differ from what the code generates, so a route cannot change
+without its published description changing with it.
+
+    python -m docsite.openapi          # (re)write catalogue/openapi/
+    python -m docsite.openapi --check  # exit 1, listing stale files, if they are out of date
+
+A service of the contract whose package is not in this checkout yet is left out.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
+import json
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, get_type_hints
 
 from fastapi import FastAPI
 
+from broker.generated import GeneratedFiles
+
 # The contract's services (v1.1): inventory_svc is listed before it is built, so its document
-# appears in the site the day its package does.
+# appears the day its package does.
 SERVICES = ("user_svc", "order_svc", "inventory_svc")
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "catalogue"
+FOLDER = "openapi"
+SUFFIX = ".json"
 
 
 def present_services() -> list[str]:
@@ -32,3 +51,43 @@ def build_app(service: str) -> FastAPI:
 
 def openapi_documents() -> dict[str, dict[str, Any]]:
     return {service: build_app(service).openapi() for service in present_services()}
+
+
+def rendered_files() -> dict[str, str]:
+    """Every committed document, by its path relative to the catalogue directory, as text."""
+    return {
+        f"{FOLDER}/{service}{SUFFIX}": json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+        for service, document in openapi_documents().items()
+    }
+
+
+DOCUMENTS = GeneratedFiles(
+    name="OpenAPI documents",
+    command="python -m docsite.openapi",
+    render=rendered_files,
+    owned=((FOLDER, f"*{SUFFIX}"),),
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m docsite.openapi",
+        description="Write each service's OpenAPI document, generated from its code.",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 listing the files that differ from what the code generates",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=DEFAULT_DIR,
+        help=f"catalogue directory (default: {DEFAULT_DIR})",
+    )
+    args = parser.parse_args(argv)
+    return DOCUMENTS.run(args.dir, check=args.check)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

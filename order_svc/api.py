@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from order_svc import handlers
 from order_svc.domain import Item, OrderStatus
 from order_svc.queries import OrderQueries
 from order_svc.uow import OrderUnitOfWork, unit_of_work
-from shared.errors import Invalid
 from shared.web.auth import CurrentUserId
-from shared.web.etags import etag, expected_version
+from shared.web.etags import IfMatch, etag, expected_version
+from shared.web.fields import JSON_INTEGER
+from shared.web.openapi import ETAG, LOCATION, Link, operation
 
 MAX_PAGE_SIZE = 100
+# A position in the list (`_encode_cursor`): up to 16 digits of microseconds reach the year 2286.
+CURSOR_PATTERN = r"^[0-9]{1,16}\.[0-9a-f]{32}$"
 
 
 class ItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sku: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x20-\x7e]+$")]
-    quantity: Annotated[int, Field(ge=1, le=10_000)]
-    unit_price: Annotated[int, Field(ge=0, le=1_000_000_000)]
+    quantity: Annotated[int, Field(ge=1, le=10_000), JSON_INTEGER]
+    unit_price: Annotated[int, Field(ge=0, le=1_000_000_000), JSON_INTEGER]
 
 
 class OrderCreate(BaseModel):
@@ -96,10 +97,10 @@ async def _queries(request: Request) -> OrderQueries:
 
 UnitOfWorkDep = Annotated[OrderUnitOfWork, Depends(_unit_of_work)]
 QueriesDep = Annotated[OrderQueries, Depends(_queries)]
-IfMatch = Annotated[str | None, Header(description='The ETag you hold, e.g. "3"')]
 IdempotencyKey = Annotated[
     str | None,
     Header(
+        alias="Idempotency-Key",
         min_length=1,
         max_length=255,
         pattern=r"^[\x21-\x7e]+$",
@@ -115,7 +116,25 @@ def _respond(view: handlers.OrderView, response: Response) -> OrderPublic:
     return OrderPublic.of(view)
 
 
-@router.post("/orders", status_code=status.HTTP_202_ACCEPTED)
+NOT_YOURS = "No such order, or not the caller's (no existence leak)."
+THIS_ORDER = {"order_id": "$response.body#/id"}
+READ_IT = Link("getOrder", THIS_ORDER)
+CANCEL_IT = Link("cancelOrder", {**THIS_ORDER, "header.If-Match": "$response.header.ETag"})
+
+
+@router.post(
+    "/orders",
+    **operation(
+        "placeOrder",
+        status=202,
+        headers=[LOCATION, ETAG],
+        links=[READ_IT, CANCEL_IT],
+        problems={
+            422: "Invalid input, naming each field that is wrong; or this Idempotency-Key was "
+            "used with another body."
+        },
+    ),
+)
 async def place_order(
     body: OrderCreate,
     caller: CurrentUserId,
@@ -135,7 +154,10 @@ async def place_order(
     return _respond(view, response)
 
 
-@router.get("/orders/{order_id}")
+@router.get(
+    "/orders/{order_id}",
+    **operation("getOrder", headers=[ETAG], problems={404: NOT_YOURS}, links=[CANCEL_IT]),
+)
 async def read_order(
     order_id: UUID, caller: CurrentUserId, response: Response, queries: QueriesDep
 ) -> OrderPublic:
@@ -143,13 +165,25 @@ async def read_order(
     return _respond(view, response)
 
 
-@router.get("/orders")
+@router.get(
+    "/orders",
+    **operation(
+        "listOrders",
+        problems={
+            422: "Invalid input, naming each field that is wrong; or a cursor this API "
+            "did not issue."
+        },
+    ),
+)
 async def list_orders(
     caller: CurrentUserId,
     queries: QueriesDep,
     status: OrderStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="`next_cursor` of the page before"),
+    ] = None,
 ) -> OrderPage:
     views, more = await queries.page(
         caller, status=status, limit=limit, after=_decode_cursor(cursor)
@@ -158,7 +192,15 @@ async def list_orders(
     return OrderPage(items=[OrderPublic.of(v) for v in views], next_cursor=next_cursor)
 
 
-@router.post("/orders/{order_id}/cancel")
+@router.post(
+    "/orders/{order_id}/cancel",
+    **operation(
+        "cancelOrder",
+        headers=[ETAG],
+        problems={404: NOT_YOURS, 409: "The order is rejected or cancelled already."},
+        if_match="required",
+    ),
+)
 async def cancel_order(
     order_id: UUID,
     caller: CurrentUserId,
@@ -173,20 +215,22 @@ async def cancel_order(
 
 
 def _encode_cursor(created_at: datetime, order_id: UUID) -> str:
-    raw = f"{created_at.isoformat()}|{order_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """The position after an order: its creation time in microseconds since the epoch, and its id.
+
+    Every string of `CURSOR_PATTERN` is a position, so the document's pattern says exactly which
+    cursors are accepted (any other: 422, naming the field); a made-up one only starts the page
+    somewhere else among the caller's own orders.
+    """
+    return f"{(created_at - _EPOCH) // _MICROSECOND}.{order_id.hex}"
 
 
 def _decode_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
-    """The (created_at, id) a cursor points after; 422 for one we did not issue."""
+    """The (created_at, id) a cursor, already matched against `CURSOR_PATTERN`, points after."""
     if cursor is None:
         return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, order_id = raw.split("|")
-        after = datetime.fromisoformat(created_at), UUID(order_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
-        raise Invalid("cursor: not a cursor this API issued") from error
-    if after[0].tzinfo is None:
-        raise Invalid("cursor: not a cursor this API issued")
-    return after
+    micros, order_id = cursor.split(".")
+    return _EPOCH + int(micros) * _MICROSECOND, UUID(hex=order_id)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)

@@ -20,6 +20,10 @@ class NotFound(DomainError):
     """The aggregate does not exist, or is not visible to the caller (no existence leak)."""
 
 
+class Forbidden(DomainError):
+    """The caller may not do this, whatever the resource's state (e.g. touch another user)."""
+
+
 class Conflict(DomainError):
     """The request contradicts the aggregate's current state (e.g. cancelling a rejected order)."""
 

@@ -88,7 +88,8 @@ class ServiceSettings(BaseSettings):
         256 * 1024
     )
 
-    # Per client; generous: far above what a person or a well-behaved program sends (see README).
+    # Per client; generous: far above what a person or a well-behaved program sends
+    # (docs/design/security.md).
     rate_limit_reads: Annotated[RateLimit, Field(validation_alias=env("RATE_LIMIT_READS"))] = (
         "500/second"
     )

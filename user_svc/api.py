@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Request, Response, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Depends, Form, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.errors import NotFound, Unauthorized
+from shared.errors import Forbidden, Unauthorized
 from shared.web.auth import CurrentUserId
-from shared.web.etags import etag, expected_version
-from shared.web.openapi import RATE_LIMITED
+from shared.web.etags import IfMatch, etag, expected_version
+from shared.web.openapi import ETAG, LOCATION, Link, operation
 from shared.web.tokens import SigningKey, StaticKeys
 from user_svc import handlers
 from user_svc.domain import User
@@ -22,19 +21,23 @@ from user_svc.settings import UserSettings
 from user_svc.throttle import Throttles
 from user_svc.uow import UserUnitOfWork, unit_of_work
 
+# Control characters, and every character Unicode counts as white space, spelled out: `\s` means
+# different things in pydantic's regex engine and in the OpenAPI document's (ECMA-262), and the
+# document must admit exactly what the service does.
+_BLANK = r"\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 Email = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True,
         to_lower=True,
         max_length=254,
-        pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$",
+        pattern=rf"^[^@{_BLANK}]+@[^@{_BLANK}]+\.[^@{_BLANK}]+$",
     ),
 ]
-# PostgreSQL text cannot hold NUL: refuse it here (422) rather than fail in the database.
+# No blank at either end; PostgreSQL text cannot hold NUL: refuse it here (422) rather than fail
+# in the database.
 Name = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00]+$"),
+    StringConstraints(max_length=200, pattern=rf"^[^{_BLANK}](?:[^\x00]*[^{_BLANK}])?$"),
 ]
 Password = Annotated[str, Field(min_length=8, max_length=128, pattern=r"^[^\x00]+$")]
 
@@ -44,6 +47,16 @@ class UserCreate(BaseModel):
     email: Email
     name: Name
     password: Password
+
+
+class TokenRequest(BaseModel):
+    """The form of OAuth2's password grant (RFC 6749, section 4.3); the other fields of that
+    grant (`grant_type`, `scope`, ...) may be sent and are ignored."""
+
+    username: Annotated[
+        str, Field(min_length=1, max_length=254, pattern=r"^[^\x00]+$", description="The email")
+    ]
+    password: Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class UserUpdate(BaseModel):
@@ -128,7 +141,6 @@ PasswordsDep = Annotated[Passwords, Depends(_passwords)]
 SettingsDep = Annotated[UserSettings, Depends(_settings)]
 ThrottlesDep = Annotated[Throttles, Depends(_throttles)]
 ClientDep = Annotated[str, Depends(_client)]
-IfMatch = Annotated[str | None, Header(description='The ETag you hold, e.g. "3"')]
 
 router = APIRouter(tags=["users"])
 
@@ -139,12 +151,33 @@ def _respond(user: User, response: Response) -> UserPublic:
 
 
 def _own(user_id: UUID, caller: UUID) -> UUID:
+    """The caller's own id; 403 for any other, without looking it up, so nothing leaks."""
     if user_id != caller:
-        raise NotFound(f"user {user_id} not found")
+        raise Forbidden("a user can only read and change their own account")
     return user_id
 
 
-@router.post("/users", status_code=status.HTTP_201_CREATED, responses={429: RATE_LIMITED})
+NOT_THE_CALLER = "Not the caller's own id (whether or not such a user exists)."
+NO_SUCH_USER = "The user the token names does not exist."
+THIS_USER = {"user_id": "$response.body#/id"}
+AT_ITS_VERSION = {**THIS_USER, "header.If-Match": "$response.header.ETag"}
+CHANGE_IT = [Link("renameUser", AT_ITS_VERSION), Link("deactivateUser", AT_ITS_VERSION)]
+
+
+@router.post(
+    "/users",
+    **operation(
+        "registerUser",
+        status=201,
+        headers=[LOCATION, ETAG],
+        links=[Link("getUser", THIS_USER)],
+        problems={
+            409: "A user with this email exists already.",
+            429: "Too many registrations from this client or for this email, or over this "
+            "client's rate limit: nothing was done; retry after `Retry-After`.",
+        },
+    ),
+)
 async def register(
     body: UserCreate,
     response: Response,
@@ -170,9 +203,20 @@ async def register(
     return _respond(user, response)
 
 
-@router.post("/auth/token", tags=["auth"], responses={429: RATE_LIMITED})
+@router.post(
+    "/auth/token",
+    tags=["auth"],
+    **operation(
+        "issueToken",
+        problems={
+            401: "Wrong email or password, or the user is deactivated.",
+            429: "Too many sign-ins from this client, or failed ones for this email, or over "
+            "this client's rate limit: retry after `Retry-After`.",
+        },
+    ),
+)
 async def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[TokenRequest, Form()],
     request: Request,
     queries: QueriesDep,
     passwords: PasswordsDep,
@@ -193,7 +237,9 @@ async def login(
     return Token(access_token=token, expires_in=settings.access_token_ttl_seconds)
 
 
-@router.get("/.well-known/jwks.json", tags=["auth"])
+@router.get(
+    "/.well-known/jwks.json", tags=["auth"], **operation("getSigningKeys", reads_database=False)
+)
 async def jwks(request: Request, response: Response) -> JsonWebKeySet:
     """The public keys access tokens are signed with, for services that verify them."""
     keys: StaticKeys = request.app.state.token_keys
@@ -201,19 +247,33 @@ async def jwks(request: Request, response: Response) -> JsonWebKeySet:
     return JsonWebKeySet.model_validate(keys.jwks())
 
 
-@router.get("/users/me")
+@router.get(
+    "/users/me",
+    **operation("getCurrentUser", headers=[ETAG], problems={404: NO_SUCH_USER}, links=CHANGE_IT),
+)
 async def read_me(caller: CurrentUserId, response: Response, queries: QueriesDep) -> UserPublic:
     return _respond(await handlers.get_user(caller, queries), response)
 
 
-@router.get("/users/{user_id}")
+@router.get(
+    "/users/{user_id:uuid}",
+    **operation("getUser", headers=[ETAG], problems={403: NOT_THE_CALLER, 404: NO_SUCH_USER}),
+)
 async def read_user(
     user_id: UUID, caller: CurrentUserId, response: Response, queries: QueriesDep
 ) -> UserPublic:
     return _respond(await handlers.get_user(_own(user_id, caller), queries), response)
 
 
-@router.patch("/users/{user_id}")
+@router.patch(
+    "/users/{user_id:uuid}",
+    **operation(
+        "renameUser",
+        headers=[ETAG],
+        problems={403: NOT_THE_CALLER, 404: NO_SUCH_USER},
+        if_match="required",
+    ),
+)
 async def update_user(
     user_id: UUID,
     body: UserUpdate,
@@ -228,7 +288,19 @@ async def update_user(
     return _respond(await handlers.rename_user(command, uow), response)
 
 
-@router.post("/users/{user_id}/deactivate")
+@router.post(
+    "/users/{user_id:uuid}/deactivate",
+    **operation(
+        "deactivateUser",
+        headers=[ETAG],
+        problems={
+            403: NOT_THE_CALLER,
+            404: NO_SUCH_USER,
+            409: "The user is deactivated already.",
+        },
+        if_match="required",
+    ),
+)
 async def deactivate(
     user_id: UUID,
     caller: CurrentUserId,

@@ -3,7 +3,7 @@ statement, instead of a read and a write per event.
 
 The consumer applies several events in one transaction, and each handler reads the rows it
 decides on and writes them back: round trips per event, and on loopback the round trip is most
-of what a handler costs (see README Performance). A unit of work can instead read the rows of
+of what a handler costs (docs/design/performance.md). A unit of work can instead read the rows of
 the whole batch in one statement before the handlers run (`UnitOfWork.preload`), answer their
 reads from what that statement returned, and hold their inserts and updates back until commit,
 where one `INSERT .. SELECT unnest(..)` and one `UPDATE .. FROM unnest(..)` write them all

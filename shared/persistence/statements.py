@@ -3,7 +3,7 @@
 A statement is built (and type-checked) with SQLAlchemy Core where it is defined, compiled once
 to the SQL asyncpg runs, and prepared by asyncpg once per connection. Running it costs the
 driver's work and the round trip, nothing more: no execution context, no result processing
-(see README Performance for what that saved).
+(see docs/design/performance.md for what that saved).
 
 A value that varies comes from a named `bindparam`, passed by name when the statement runs; a
 value written into the statement is sent with it. Parameters that expand at execution time

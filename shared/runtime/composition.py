@@ -45,10 +45,10 @@ from shared.runtime.parts import (
 from shared.runtime.roles import Role
 from shared.settings import ServiceSettings
 from shared.web.middleware import install_observability_middleware, install_request_size_limit
-from shared.web.openapi import document_problems
+from shared.web.openapi import JSONObject, document_api, explicit_operation_id
 from shared.web.ops import ops_router
 from shared.web.problems import install_problem_handlers
-from shared.web.route_limits import install_rate_limits
+from shared.web.route_limits import install_rate_limits, never_limited_paths
 from shared.web.tokens import KeySet, TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def create_app(
     app.state.unit_of_work = spec.unit_of_work
     app.state.token_keys = token_keys
     app.state.tokens = TokenVerifier(token_keys)
-    document_problems(app)
+    document_api(app, never_limited=never_limited_paths(app), servers=servers(settings))
     for router in spec.routers:
         app.include_router(router)
     # Inside the observability middleware (added last, outermost), so refusals are counted and
@@ -159,6 +159,25 @@ def create_app(
     )
     install_observability_middleware(app, app.state.metrics)
     return app
+
+
+def servers(settings: ServiceSettings) -> list[JSONObject]:
+    """The OpenAPI `servers` of a service: wherever its document was fetched from, and the
+    contract's default port on this machine. The same whatever port this process was given, so
+    the document it serves is the one committed in catalogue/openapi/."""
+    default_port = type(settings).model_fields["port"].default
+    return [
+        {
+            "url": "/",
+            "description": "The host this document was fetched from: the service itself, or a "
+            "gateway that routes these paths to it (the Kubernetes Ingress).",
+        },
+        {
+            "url": f"http://127.0.0.1:{default_port}",
+            "description": "`make run` or `docker compose up` on this machine, at the contract's "
+            "default port.",
+        },
+    ]
 
 
 def create_ops_app(spec: ServiceSpec, settings: ServiceSettings, *, role: Role) -> FastAPI:
@@ -195,6 +214,7 @@ def _compose(
         # The observability middleware makes each request's one server span (and counts and
         # times it): FastAPI's own would be a second, with spans of its steps under it.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        generate_unique_id_function=explicit_operation_id,
     )
     app.state.settings = settings
     app.state.database = database

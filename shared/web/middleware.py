@@ -3,7 +3,7 @@ size-limited.
 
 Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs each
 request in an extra task with a memory stream, which cost more than the rest of a simple read
-(see README Performance).
+(see docs/design/performance.md).
 """
 
 from __future__ import annotations
@@ -109,8 +109,9 @@ class Observability:
 
 
 def _route_template(scope: Scope) -> str:
-    """The route's path template (`/orders/{order_id}`), so ids do not explode label cardinality."""
-    return str(getattr(scope.get("route"), "path", "unmatched"))
+    """The route's path template as the OpenAPI document writes it (`/orders/{order_id}`, without
+    a converter), so ids do not explode label cardinality."""
+    return str(getattr(scope.get("route"), "path_format", "unmatched"))
 
 
 _TRACEPARENT = re.compile(TRACEPARENT_PATTERN)

@@ -15,10 +15,12 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from shared.errors import (
     Conflict,
     DomainError,
+    Forbidden,
     Invalid,
     NotFound,
     PreconditionRequired,
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 _STATUS_OF: dict[type[DomainError], tuple[int, str]] = {
+    Forbidden: (403, "Forbidden"),
     NotFound: (404, "Not Found"),
     Conflict: (409, "Conflict"),
     Invalid: (422, "Unprocessable Content"),
@@ -67,13 +70,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return problem(422, "Unprocessable Content", detail, errors=errors)
 
-    async def http_error(_: Request, error: Exception) -> Response:
+    async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, StarletteHTTPException)
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         return problem(
-            error.status_code,
-            _reason(error.status_code),
-            str(error.detail),
-            headers=dict(error.headers or {}),
+            error.status_code, _reason(error.status_code), str(error.detail), headers=headers
         )
 
     async def database_unavailable(_: Request, error: Exception) -> Response:
@@ -88,6 +91,17 @@ def install_problem_handlers(app: FastAPI) -> None:
         app.add_exception_handler(unavailable, database_unavailable)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path. Starlette's own 405 names the
+    methods of the first route whose path matched, not of every route at that path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
 
 
 def _retry_shortly(detail: str) -> JSONResponse:

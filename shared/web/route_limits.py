@@ -182,6 +182,17 @@ def openapi_routes(app: FastAPI) -> list[Route]:
     ]
 
 
+def never_limited_paths(app: FastAPI) -> frozenset[str]:
+    """The paths no limit applies to: health, readiness, metrics and the app's API documents."""
+    documents = (
+        app.openapi_url,
+        app.docs_url,
+        app.swagger_ui_oauth2_redirect_url,
+        app.redoc_url,
+    )
+    return OPS_PATHS | {url for url in documents if url is not None}
+
+
 class RateLimiting:
     """Count each request against its policy; refuse it over the limit; label every response."""
 
@@ -277,17 +288,7 @@ def install_rate_limits(
         reads=limits.parse(settings.rate_limit_reads),
         writes=limits.parse(settings.rate_limit_writes),
         overrides=parse_route_limits(settings.rate_limits),
-        never_limited=OPS_PATHS
-        | {
-            url
-            for url in (
-                app.openapi_url,
-                app.docs_url,
-                app.swagger_ui_oauth2_redirect_url,
-                app.redoc_url,
-            )
-            if url is not None
-        },
+        never_limited=never_limited_paths(app),
         service=service,
     )
     app.state.rate_limits = store

@@ -57,22 +57,22 @@ def test_check_fails_naming_a_changed_file(copy: Path) -> None:
 def test_check_fails_naming_a_missing_file(copy: Path) -> None:
     (copy / k8s.DEV_BROKER_DIR / "credentials.yaml").unlink()
 
-    assert k8s.stale_files(copy) == [f"{k8s.DEV_BROKER_DIR}/credentials.yaml"]
+    assert k8s.RESOURCES.stale(copy) == [f"{k8s.DEV_BROKER_DIR}/credentials.yaml"]
 
 
 def test_check_fails_naming_a_file_of_a_vanished_service(copy: Path) -> None:
     (copy / k8s.TOPOLOGY_DIR / "shipping_svc.yaml").write_text("{}\n")
 
-    assert k8s.stale_files(copy) == [f"{k8s.TOPOLOGY_DIR}/shipping_svc.yaml"]
+    assert k8s.RESOURCES.stale(copy) == [f"{k8s.TOPOLOGY_DIR}/shipping_svc.yaml"]
 
 
 def test_writing_brings_a_stale_copy_up_to_date(copy: Path) -> None:
     (copy / k8s.TOPOLOGY_DIR / "shipping_svc.yaml").write_text("{}\n")
     (copy / k8s.TOPOLOGY_DIR / "order_svc.yaml").write_text("{}\n")
 
-    assert k8s.run(check=False, directory=copy) == 0
+    assert k8s.RESOURCES.run(copy, check=False) == 0
 
-    assert k8s.stale_files(copy) == []
+    assert k8s.RESOURCES.stale(copy) == []
 
 
 def test_every_queue_of_the_topology_has_one_quorum_queue_resource() -> None:

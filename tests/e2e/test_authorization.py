@@ -39,7 +39,7 @@ async def test_a_user_cannot_touch_another_user(
         method, path.format(user=victim.id), json=body, headers={"If-Match": '"1"'}
     )
 
-    assert response.status_code == 404
+    assert response.status_code == 403
     untouched = await victim.me()
     assert (untouched["name"], untouched["status"], untouched["version"]) == (
         "Test User",

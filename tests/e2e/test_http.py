@@ -96,8 +96,8 @@ async def test_a_user_cannot_read_or_change_another_user(stack: Stack, customer:
         f"/users/{other.id}", json={"name": "Mallory"}, headers={"If-Match": '"1"'}
     )
 
-    assert read.status_code == 404
-    assert renamed.status_code == 404
+    assert read.status_code == 403
+    assert renamed.status_code == 403
     assert (await other.me())["name"] == "Test User"
     await other.close()
 

@@ -94,11 +94,20 @@ def test_the_dsn_lists_every_server_of_a_multi_host_url(pair: PostgresPair) -> N
 async def test_database_creation_and_migrations_reach_the_primary_and_replicate(
     pair: PostgresPair, user_db: str
 ) -> None:
-    assert pair.standby is not None
-    tables = pair.standby.sql(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'users'", "user_svc"
-    )
-    assert tables == "1"
+    standby = pair.standby
+    assert standby is not None
+
+    async def replayed() -> bool:
+        """A synchronous standby has the commit's WAL once the primary returns, but replays it a
+        moment later: the migration becomes visible there within the deadline, not at once."""
+        tables = await asyncio.to_thread(
+            standby.sql,
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'users'",
+            "user_svc",
+        )
+        return tables == "1"
+
+    await eventually(replayed, timeout=30, what="the users table on the standby")
 
 
 async def test_the_pool_writes_to_the_promoted_standby_after_a_failover(

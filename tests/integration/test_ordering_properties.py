@@ -1,7 +1,7 @@
 """Ordering properties: no consumer's result depends on the order its events arrive in.
 
-A consumer may see a subject's events in any order and some of them more than once (see the
-README, "Ordering: what a consumer may see"). These properties feed shuffled, duplicated and
+A consumer may see a subject's events in any order and some of them more than once (see
+docs/design/ordering.md, "What a consumer may see"). These properties feed shuffled, duplicated and
 partly concurrent event streams through the real consumer path (`EventConsumer.handle`: decode,
 inbox claim, the service's real handler, commit) into real PostgreSQL, and check that:
 

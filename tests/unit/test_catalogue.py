@@ -127,7 +127,7 @@ def test_committed_asyncapi_equals_generated() -> None:
 
 
 def test_committed_catalogue_is_byte_for_byte_up_to_date() -> None:
-    assert catalogue.stale_files() == []
+    assert catalogue.CATALOGUE.stale(catalogue.DEFAULT_DIR) == []
 
 
 def test_every_event_type_has_a_schema_file_and_no_other_file_exists() -> None:
@@ -140,23 +140,23 @@ def test_generation_is_deterministic() -> None:
 
 
 def test_check_reports_an_edited_file_and_exits_1(tmp_path: Path) -> None:
-    catalogue.write_catalogue(tmp_path)
+    catalogue.CATALOGUE.write(tmp_path)
     edited = tmp_path / "events" / "order.created.schema.json"
     edited.write_text(edited.read_text("utf-8").replace('"minItems": 1', '"minItems": 0'))
 
-    assert catalogue.stale_files(tmp_path) == ["events/order.created.schema.json"]
+    assert catalogue.CATALOGUE.stale(tmp_path) == ["events/order.created.schema.json"]
     assert catalogue.main(["--check", "--dir", str(tmp_path)]) == 1
 
 
 def test_check_reports_a_schema_of_an_unknown_event_type(tmp_path: Path) -> None:
-    catalogue.write_catalogue(tmp_path)
+    catalogue.CATALOGUE.write(tmp_path)
     (tmp_path / "events" / "order.shipped.schema.json").write_text("{}\n")
 
-    assert catalogue.stale_files(tmp_path) == ["events/order.shipped.schema.json"]
+    assert catalogue.CATALOGUE.stale(tmp_path) == ["events/order.shipped.schema.json"]
 
 
 def test_check_reports_a_missing_file(tmp_path: Path) -> None:
-    catalogue.write_catalogue(tmp_path)
+    catalogue.CATALOGUE.write(tmp_path)
     (tmp_path / catalogue.ASYNCAPI_FILE).unlink()
 
     assert catalogue.main(["--check", "--dir", str(tmp_path)]) == 1
