@@ -58,7 +58,7 @@ class Floor:
         process = self._order_side(clients=clients, warmup=warmup, seconds=seconds)
         pids = {"floor_order": process.pid, "floor_user": self.user_side.pid}
         before = cpu.snapshot(pids)
-        # The order side ends by itself; its last snapshot is taken just before it exits.
+        # The order side exits once its loop is done: it reports its own CPU (below).
         output, _ = await asyncio.to_thread(process.communicate, timeout=warmup + seconds + 120)
         after = cpu.snapshot({"floor_user": self.user_side.pid})
         self.resources.processes.remove(process)
