@@ -2,10 +2,12 @@
 
 Order of the run: broker and consumer throughput in this process (ours against the baselines,
 repetitions interleaved so that drift on the machine hits both alike), the growth measurements
-that need no services, then both services as processes for HTTP and the saga, with their memory
-sampled throughout, and last the closed-loop saga again with each service split into its
-`api`, `worker` and `relay` roles. Whatever happens, the bench's databases, vhosts and
-processes are removed.
+that need no services, then both services as processes, with their memory sampled throughout:
+HTTP against its baselines, the read timed in parts, the closed-loop saga in turns with the
+plain floor program, the open loop at half the saturation rate timed hop by hop (`bench.hops`),
+the latency sweep; and last the closed-loop saga again with each service split into its `api`,
+`worker` and `relay` roles. Whatever happens, the bench's databases, vhosts and processes are
+removed.
 """
 
 from __future__ import annotations
