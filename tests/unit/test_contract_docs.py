@@ -6,7 +6,7 @@ documented `data` fields, and every catalogued type is documented; every route d
 service is in that service's OpenAPI document (its app built, never started), and every route in
 it is documented.
 
-What the contract (v1.1) documents before it is built is listed once, in `NOT_YET_BUILT_*`:
+What the contract (v1.1) documents before it is built is listed once, in `NOT_YET_BUILT_ROUTES`:
 those entries may be missing from the code, and a test fails as soon as one of them exists,
 asking for it to be taken off the list (and its "v1.1" mark off the docs).
 """
@@ -25,12 +25,6 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "contract"
 EVENTS_PAGE = DOCS / "events.md"
 HTTP_PAGE = DOCS / "http-api.md"
 
-NOT_YET_BUILT_EVENT_TYPES = {
-    "inventory.stock_adjusted",
-    "inventory.stock_reserved",
-    "inventory.stock_rejected",
-    "inventory.stock_released",
-}
 NOT_YET_BUILT_ROUTES = {
     ("inventory_svc", "PUT /stock/{sku}"),
     ("inventory_svc", "GET /stock/{sku}"),
@@ -94,7 +88,7 @@ def test_every_catalogued_event_type_is_documented() -> None:
 
 
 def test_every_documented_event_type_is_catalogued() -> None:
-    missing = set(documented_events()) - set(EVENT_TYPES) - NOT_YET_BUILT_EVENT_TYPES
+    missing = set(documented_events()) - set(EVENT_TYPES)
     assert missing == set(), f"documented but not in shared.events.EVENT_TYPES: {sorted(missing)}"
 
 
@@ -102,18 +96,6 @@ def test_each_documented_data_has_exactly_the_models_fields() -> None:
     for event_type, fields in documented_events().items():
         if event_type in EVENT_TYPES:
             assert fields == set(EVENT_TYPES[event_type].model_fields), event_type
-
-
-def test_event_types_not_yet_built_are_documented() -> None:
-    assert set(documented_events()) >= NOT_YET_BUILT_EVENT_TYPES
-
-
-@pytest.mark.parametrize("event_type", sorted(NOT_YET_BUILT_EVENT_TYPES))
-def test_event_types_not_yet_built_are_really_missing(event_type: str) -> None:
-    assert event_type not in EVENT_TYPES, (
-        f"{event_type} is in the catalogue now: remove it from NOT_YET_BUILT_EVENT_TYPES in "
-        f"{Path(__file__).name}, and its 'v1.1' marks from docs/contract/"
-    )
 
 
 def test_every_documented_route_is_served(served_routes: set[tuple[str, str]]) -> None:
