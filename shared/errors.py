@@ -32,6 +32,10 @@ class Unauthorized(DomainError):
     """Missing or bad credentials."""
 
 
+class Forbidden(DomainError):
+    """The caller is known but lacks the role the request needs."""
+
+
 class PreconditionRequired(DomainError):
     """A mutation came without the `If-Match` version it must be conditioned on."""
 

@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 from shared.errors import Conflict, NotFound, StaleVersion, Unauthorized
 from shared.events import OrderCancelled, OrderCreated
 from shared.messaging.envelope import CloudEvent
+from shared.web.tokens import ADMIN_ROLE
 from user_svc.domain import Reservation, ReservationState, User, UserStatus
 from user_svc.passwords import Passwords
 from user_svc.queries import UserQueries
@@ -63,6 +64,11 @@ async def authenticate(
     if user is None or not valid or user.status is not UserStatus.ACTIVE:
         raise Unauthorized("wrong email or password, or the account is deactivated")
     return user
+
+
+def roles_of(user: User, admin_emails: frozenset[str]) -> tuple[str, ...]:
+    """The roles a user's tokens carry: `admin` for an email listed in `ADMIN_EMAILS`."""
+    return (ADMIN_ROLE,) if user.email.lower() in admin_emails else ()
 
 
 async def get_user(user_id: UUID, queries: UserQueries) -> User:

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from shared.errors import (
     Conflict,
     DomainError,
+    Forbidden,
     Invalid,
     NotFound,
     PreconditionRequired,
@@ -37,6 +38,7 @@ _STATUS_OF: dict[type[DomainError], tuple[int, str]] = {
     Conflict: (409, "Conflict"),
     Invalid: (422, "Unprocessable Content"),
     Unauthorized: (401, "Unauthorized"),
+    Forbidden: (403, "Forbidden"),
     PreconditionRequired: (428, "Precondition Required"),
     StaleVersion: (412, "Precondition Failed"),
     TooManyRequests: (429, "Too Many Requests"),

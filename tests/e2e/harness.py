@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 
 from tests.support.processes import ServiceProcess, free_port
 from tests.support.settings import JWT_SECRET, NO_RATE_LIMITS, SIGNING_KEY
 from tests.support.waiting import eventually
 
 CREDIT_LIMIT = 100_000
+PASSWORD = "correct horse"
 
 
 @dataclass
@@ -30,6 +32,8 @@ class Stack:
     user_db: str
     order_db: str
     log_dir: Path
+    # Listed in ADMIN_EMAILS as an operator might write it: case and spaces as they come.
+    admin_email: str = field(default_factory=lambda: f"admin-{uuid.uuid4().hex[:10]}@example.com")
     user_svc: ServiceProcess = field(init=False)
     order_svc: ServiceProcess = field(init=False)
 
@@ -45,6 +49,7 @@ class Stack:
                 "USER_SVC_PORT": str(user_port),
                 "USER_SVC_DATABASE_URL": self.user_db,
                 "USER_DEFAULT_CREDIT_LIMIT": str(CREDIT_LIMIT),
+                "ADMIN_EMAILS": f"someone@example.com, {self.admin_email.upper()}",
             },
             user_port,
             self.log_dir / "user_svc.log",
@@ -121,16 +126,30 @@ async def register(stack: Stack) -> Customer:
     email = f"user-{uuid.uuid4().hex[:10]}@example.com"
     async with httpx.AsyncClient(base_url=stack.user_svc.url) as client:
         created = await client.post(
-            "/users", json={"email": email, "name": "Test User", "password": "correct horse"}
+            "/users", json={"email": email, "name": "Test User", "password": PASSWORD}
         )
         assert created.status_code == 201, created.text
-        login = await client.post(
-            "/auth/token", data={"username": email, "password": "correct horse"}
+    return await sign_in(stack, email)
+
+
+async def sign_in_admin(stack: Stack) -> Customer:
+    """The stack's administrator (registered by the first call), signed in."""
+    async with httpx.AsyncClient(base_url=stack.user_svc.url) as client:
+        created = await client.post(
+            "/users", json={"email": stack.admin_email, "name": "Admin", "password": PASSWORD}
         )
+        assert created.status_code in (201, 409), created.text
+    return await sign_in(stack, stack.admin_email)
+
+
+async def sign_in(stack: Stack, email: str) -> Customer:
+    async with httpx.AsyncClient(base_url=stack.user_svc.url) as client:
+        login = await client.post("/auth/token", data={"username": email, "password": PASSWORD})
         assert login.status_code == 200, login.text
     token = login.json()["access_token"]
+    claims = jwt.decode(token, options={"verify_signature": False})
     return Customer(
-        id=uuid.UUID(created.json()["id"]),
+        id=uuid.UUID(claims["sub"]),
         email=email,
         token=token,
         users=authorized(stack.user_svc.url, token),
