@@ -107,7 +107,12 @@ ORDER_SVC_QUEUE = Queue(
     ),
 )
 
-TOPOLOGY = Topology(exchange=EVENTS, queues=(USER_SVC_QUEUE, ORDER_SVC_QUEUE))
+INVENTORY_SVC_QUEUE = Queue(
+    "inventory_svc.events",
+    bindings=("order.created", "order.rejected", "order.cancelled"),
+)
+
+TOPOLOGY = Topology(exchange=EVENTS, queues=(USER_SVC_QUEUE, ORDER_SVC_QUEUE, INVENTORY_SVC_QUEUE))
 
 
 async def declare(channel: AbstractChannel, topology: Topology = TOPOLOGY) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
@@ -17,6 +15,7 @@ from order_svc.queries import OrderQueries
 from order_svc.uow import OrderUnitOfWork, unit_of_work
 from shared.errors import Invalid
 from shared.web.auth import CurrentUserId
+from shared.web.cursors import NOT_ISSUED, decode_cursor, encode_cursor
 from shared.web.etags import etag, expected_version
 
 MAX_PAGE_SIZE = 100
@@ -173,8 +172,7 @@ async def cancel_order(
 
 
 def _encode_cursor(created_at: datetime, order_id: UUID) -> str:
-    raw = f"{created_at.isoformat()}|{order_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_cursor(f"{created_at.isoformat()}|{order_id}")
 
 
 def _decode_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
@@ -182,11 +180,10 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
     if cursor is None:
         return None
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, order_id = raw.split("|")
+        created_at, order_id = decode_cursor(cursor).split("|")
         after = datetime.fromisoformat(created_at), UUID(order_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
-        raise Invalid("cursor: not a cursor this API issued") from error
+    except ValueError as error:
+        raise Invalid(NOT_ISSUED) from error
     if after[0].tzinfo is None:
-        raise Invalid("cursor: not a cursor this API issued")
+        raise Invalid(NOT_ISSUED)
     return after
