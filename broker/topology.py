@@ -94,7 +94,7 @@ EVENTS = Exchange("events")
 
 USER_SVC_QUEUE = Queue(
     "user_svc.events",
-    bindings=("order.created", "order.cancelled"),
+    bindings=("order.created", "order.rejected", "order.cancelled"),
 )
 ORDER_SVC_QUEUE = Queue(
     "order_svc.events",
@@ -104,6 +104,8 @@ ORDER_SVC_QUEUE = Queue(
         "user.deactivated",
         "user.credit_reserved",
         "user.credit_rejected",
+        "inventory.stock_reserved",
+        "inventory.stock_rejected",
     ),
 )
 

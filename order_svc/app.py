@@ -25,6 +25,8 @@ SPEC = composition.ServiceSpec(
         "user.deactivated": handlers.on_user_deactivated,
         "user.credit_reserved": handlers.on_credit_reserved,
         "user.credit_rejected": handlers.on_credit_rejected,
+        "inventory.stock_reserved": handlers.on_stock_reserved,
+        "inventory.stock_rejected": handlers.on_stock_rejected,
     },
     unit_of_work=unit_of_work,
     routers=[api.router],

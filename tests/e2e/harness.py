@@ -1,5 +1,5 @@
-"""The end-to-end stack: user_svc and order_svc as real processes on fresh databases and a
-fresh vhost, and the customers who use it over HTTP.
+"""The end-to-end stack: user_svc, order_svc and inventory_svc as real processes on fresh
+databases and a fresh vhost, and the customers who use it over HTTP.
 
 The services are started exactly as in production (`tests/support/processes.py`), so these tests
 cover database creation, migrations, topology declaration, relay and consumers, over real HTTP
@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import jwt
@@ -31,15 +32,17 @@ class Stack:
     amqp_url: str
     user_db: str
     order_db: str
+    inventory_db: str
     log_dir: Path
     # Listed in ADMIN_EMAILS as an operator might write it: case and spaces as they come.
     admin_email: str = field(default_factory=lambda: f"admin-{uuid.uuid4().hex[:10]}@example.com")
     user_svc: ServiceProcess = field(init=False)
     order_svc: ServiceProcess = field(init=False)
+    inventory_svc: ServiceProcess = field(init=False)
 
     def __post_init__(self) -> None:
         common = {"AMQP_URL": self.amqp_url, "RELAY_POLL_SECONDS": "0.5"}
-        user_port, order_port = free_port(), free_port()
+        user_port, order_port, inventory_port = free_port(), free_port(), free_port()
         self.user_svc = ServiceProcess(
             "user_svc",
             {
@@ -65,15 +68,39 @@ class Stack:
             order_port,
             self.log_dir / "order_svc.log",
         )
+        self.inventory_svc = ServiceProcess(
+            "inventory_svc",
+            {
+                **common,
+                **NO_RATE_LIMITS,
+                "INVENTORY_SVC_PORT": str(inventory_port),
+                "INVENTORY_SVC_DATABASE_URL": self.inventory_db,
+                "USER_SVC_PORT": str(user_port),
+            },
+            inventory_port,
+            self.log_dir / "inventory_svc.log",
+        )
+
+    @property
+    def services(self) -> tuple[ServiceProcess, ...]:
+        return (self.user_svc, self.order_svc, self.inventory_svc)
+
+    @property
+    def databases(self) -> tuple[str, ...]:
+        return (self.user_db, self.order_db, self.inventory_db)
 
     async def start(self) -> None:
-        self.user_svc.start()
-        self.order_svc.start()
-        await asyncio.gather(self.user_svc.wait_ready(), self.order_svc.wait_ready())
+        for service in self.services:
+            service.start()
+        await asyncio.gather(*(service.wait_ready() for service in self.services))
 
     def stop(self) -> None:
-        self.order_svc.stop()
-        self.user_svc.stop()
+        for service in reversed(self.services):
+            service.stop()
+
+    def kill(self) -> None:
+        for service in self.services:
+            service.kill()
 
 
 @dataclass
@@ -85,14 +112,26 @@ class Customer:
     token: str
     users: httpx.AsyncClient
     orders: httpx.AsyncClient
+    inventory: httpx.AsyncClient
 
     async def place_order(self, total: int, **headers: str) -> dict[str, Any]:
+        return await self.order_lines([("SKU-1", 1, total)], **headers)
+
+    async def order_lines(
+        self, lines: list[tuple[str, int, int]], **headers: str
+    ) -> dict[str, Any]:
+        """Place an order of (sku, quantity, unit_price) lines."""
         response = await self.orders.post(
             "/orders",
-            json={"items": [{"sku": "SKU-1", "quantity": 1, "unit_price": total}]},
+            json={"items": [{"sku": s, "quantity": q, "unit_price": p} for s, q, p in lines]},
             headers=headers,
         )
         assert response.status_code == 202, response.text
+        return dict(response.json())
+
+    async def stock(self, sku: str) -> dict[str, Any]:
+        response = await self.inventory.get(f"/stock/{quote(sku, safe='')}")
+        assert response.status_code == 200, response.text
         return dict(response.json())
 
     async def order(self, order_id: str) -> dict[str, Any]:
@@ -120,6 +159,7 @@ class Customer:
     async def close(self) -> None:
         await self.users.aclose()
         await self.orders.aclose()
+        await self.inventory.aclose()
 
 
 async def register(stack: Stack) -> Customer:
@@ -154,6 +194,7 @@ async def sign_in(stack: Stack, email: str) -> Customer:
         token=token,
         users=authorized(stack.user_svc.url, token),
         orders=authorized(stack.order_svc.url, token),
+        inventory=authorized(stack.inventory_svc.url, token),
     )
 
 
