@@ -1,7 +1,7 @@
 # Developer entry points. CI runs `make test` (see .ci/run).
 #   make venv       .venv with the project and its dev tools, as uv.lock pins them (redone when it changes)
 #   make services   make sure PostgreSQL, RabbitMQ and Redis are reachable (starts or installs them)
-#   make run        both services on 127.0.0.1:8001 / :8002 until Ctrl-C
+#   make run        every service on 127.0.0.1:8001 / :8002 / :8003 until Ctrl-C
 #   make test       lint, format check, mypy, then pytest (PYTEST_ARGS="-k saga -x" to narrow)
 #   make k8s-check  render, validate, lint and policy-check deploy/k8s (`make test` runs it too)
 #   make k8s-tools  make sure kubectl is there (installs it into .venv if not)

@@ -1,4 +1,4 @@
-"""Both services as real processes (`python -m user_svc [role]`, ...), as in production: each
+"""The services as real processes (`python -m user_svc [role]`, ...), as in production: each
 service in the `all` role, or split into its `api`, `worker` and `relay` roles.
 
 Factored from the idea of `tests/support/processes.py` rather than imported, so the bench does not
@@ -130,7 +130,7 @@ def spawn(
 
 
 async def start(resources: Resources, log_dir: Path) -> Stack:
-    """Both services in the `all` role, on fresh databases (created and migrated by the services
+    """Every service in the `all` role, on fresh databases (created and migrated by the services
     themselves) and a fresh vhost."""
     return await _start(resources, log_dir, label="stack", roles=("all",))
 
@@ -143,7 +143,7 @@ async def start_roles(resources: Resources, log_dir: Path) -> Stack:
 
 async def _start(resources: Resources, log_dir: Path, *, label: str, roles: Sequence[str]) -> Stack:
     amqp_url = resources.vhost(label)
-    user_port, order_port = free_port(), free_port()
+    user_port, order_port, inventory_port = free_port(), free_port(), free_port()
     common = {"AMQP_URL": amqp_url, "LOG_FORMAT": "json", **RATE_LIMITS}
     envs = {
         "user_svc": {
@@ -162,8 +162,20 @@ async def _start(resources: Resources, log_dir: Path, *, label: str, roles: Sequ
             "USER_SVC_PORT": str(user_port),
             "JWKS_URL": f"http://127.0.0.1:{user_port}/.well-known/jwks.json",
         },
+        # Every order waits for its stock decision too (none of the bench's SKUs has stock).
+        "inventory_svc": {
+            **common,
+            "INVENTORY_SVC_PORT": str(inventory_port),
+            "INVENTORY_SVC_DATABASE_URL": await resources.database(f"{label}_inventory"),
+            "USER_SVC_PORT": str(user_port),
+            "JWKS_URL": f"http://127.0.0.1:{user_port}/.well-known/jwks.json",
+        },
     }
-    service_ports = {"user_svc": user_port, "order_svc": order_port}
+    service_ports = {
+        "user_svc": user_port,
+        "order_svc": order_port,
+        "inventory_svc": inventory_port,
+    }
     if "all" not in roles:
         await asyncio.gather(*(migrate(module, env) for module, env in envs.items()))
     processes: dict[str, Service] = {}

@@ -19,7 +19,8 @@ publish; read: the binding key of a queue.bind). This module derives all of them
   dead-letter through it) and its own queue (to bind it).
 - read: its own queues, and `events` (to bind its queue to it).
 - topic permissions on `events`: write only the routing keys of its own events (`^user\\.` for
-  user_svc, `^order\\.` for order_svc), so neither can publish the other's events; read only the
+  user_svc, `^order\\.` for order_svc, `^inventory\\.` for inventory_svc), so none can publish
+  another's events; read only the
   keys it subscribes to, so it cannot bind its queue to anything else.
 
 Known gap: the default exchange is a direct exchange, so topic permissions do not apply to it,
@@ -38,7 +39,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from broker.ownership import owned_queue_names
-from broker.topology import ORDER_SVC_QUEUE, TOPOLOGY, USER_SVC_QUEUE, Exchange, Queue
+from broker.topology import (
+    INVENTORY_SVC_QUEUE,
+    ORDER_SVC_QUEUE,
+    TOPOLOGY,
+    USER_SVC_QUEUE,
+    Exchange,
+    Queue,
+)
 
 DEFAULT_EXCHANGE = "amq.default"  # the name RabbitMQ checks permissions on for "" (the default)
 
@@ -78,6 +86,7 @@ class TopicPermissions:
 SERVICE_ACCOUNTS = (
     ServiceAccount(service="user_svc", queue=USER_SVC_QUEUE, publishes="user"),
     ServiceAccount(service="order_svc", queue=ORDER_SVC_QUEUE, publishes="order"),
+    ServiceAccount(service="inventory_svc", queue=INVENTORY_SVC_QUEUE, publishes="inventory"),
 )
 
 

@@ -60,7 +60,11 @@ SCHEMA_SUFFIX = ".schema.json"
 ASYNCAPI_FILE = "asyncapi.json"
 
 # Which service produces the events of each type prefix (`user.registered` -> user_svc).
-PRODUCERS: Mapping[str, str] = {"user": "user_svc", "order": "order_svc"}
+PRODUCERS: Mapping[str, str] = {
+    "user": "user_svc",
+    "order": "order_svc",
+    "inventory": "inventory_svc",
+}
 
 
 def producer_of(event_type: str) -> str:
@@ -164,7 +168,10 @@ def _attribute_schemas(event_type: str) -> dict[str, JSONObject]:
         "subject": {
             "type": "string",
             "minLength": 1,
-            "description": "Id (a UUID) of the aggregate the event is about.",
+            "description": (
+                "The aggregate the event is about: its id (a UUID), or the sku for the stock "
+                "of a SKU (`inventory.stock_adjusted`)."
+            ),
         },
         "time": {
             "type": "string",
@@ -403,7 +410,7 @@ def asyncapi_document(topology: Topology = TOPOLOGY) -> JSONObject:
             "title": "eventful events",
             "version": CATALOGUE_VERSION,
             "description": (
-                "Every event user_svc and order_svc exchange through RabbitMQ: CloudEvents 1.0 "
+                "Every event the services exchange through RabbitMQ: CloudEvents 1.0 "
                 f"in structured JSON mode on the durable topic exchange "
                 f"`{topology.exchange.name}`, routing key = event type, AMQP message_id = "
                 "CloudEvent id, AMQP type = CloudEvent type. Consumers also take binary mode "

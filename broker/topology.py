@@ -94,7 +94,7 @@ EVENTS = Exchange("events")
 
 USER_SVC_QUEUE = Queue(
     "user_svc.events",
-    bindings=("order.created", "order.cancelled"),
+    bindings=("order.created", "order.rejected", "order.cancelled"),
 )
 ORDER_SVC_QUEUE = Queue(
     "order_svc.events",
@@ -104,10 +104,17 @@ ORDER_SVC_QUEUE = Queue(
         "user.deactivated",
         "user.credit_reserved",
         "user.credit_rejected",
+        "inventory.stock_reserved",
+        "inventory.stock_rejected",
     ),
 )
 
-TOPOLOGY = Topology(exchange=EVENTS, queues=(USER_SVC_QUEUE, ORDER_SVC_QUEUE))
+INVENTORY_SVC_QUEUE = Queue(
+    "inventory_svc.events",
+    bindings=("order.created", "order.rejected", "order.cancelled"),
+)
+
+TOPOLOGY = Topology(exchange=EVENTS, queues=(USER_SVC_QUEUE, ORDER_SVC_QUEUE, INVENTORY_SVC_QUEUE))
 
 
 async def declare(channel: AbstractChannel, topology: Topology = TOPOLOGY) -> None:

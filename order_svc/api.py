@@ -53,7 +53,7 @@ class OrderPublic(BaseModel):
     user_id: UUID
     customer: CustomerPublic | None
     status: Literal["pending", "confirmed", "rejected", "cancelled"]
-    reason: Literal["insufficient_credit", "user_inactive", "unknown_user"] | None
+    reason: Literal["insufficient_credit", "user_inactive", "unknown_user", "out_of_stock"] | None
     items: list[ItemPublic]
     total: int
     version: int

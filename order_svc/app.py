@@ -12,14 +12,7 @@ from order_svc.settings import OrderSettings
 from order_svc.uow import unit_of_work
 from shared.runtime import composition
 from shared.runtime.roles import Role
-from shared.web.tokens import (
-    EitherKeys,
-    KeySet,
-    RemoteKeys,
-    SigningKey,
-    StaticKeys,
-    load_public_keys,
-)
+from shared.web.token_keys import verification_keys
 
 SPEC = composition.ServiceSpec(
     name="order_svc",
@@ -32,6 +25,8 @@ SPEC = composition.ServiceSpec(
         "user.deactivated": handlers.on_user_deactivated,
         "user.credit_reserved": handlers.on_credit_reserved,
         "user.credit_rejected": handlers.on_credit_rejected,
+        "inventory.stock_reserved": handlers.on_stock_reserved,
+        "inventory.stock_rejected": handlers.on_stock_rejected,
     },
     unit_of_work=unit_of_work,
     routers=[api.router],
@@ -39,24 +34,8 @@ SPEC = composition.ServiceSpec(
 )
 
 
-def token_keys(settings: OrderSettings) -> KeySet:
-    """Public keys only: from a file when given, else fetched from user_svc's JWKS.
-
-    In development, also the key user_svc derives from `JWT_SECRET` (the contract's one
-    setting for tokens), so the two services started side by side agree even when order_svc
-    cannot reach user_svc's JWKS. Never in production: there order_svc holds no secret.
-    """
-    if settings.jwt_public_keys_file is not None:
-        return StaticKeys(load_public_keys(settings.jwt_public_keys_file.read_bytes()))
-    remote = RemoteKeys(settings.jwks_url)
-    if settings.app_env == "development":
-        derived = SigningKey.from_secret(settings.jwt_secret.get_secret_value()).public
-        return EitherKeys(StaticKeys([derived]), remote)
-    return remote
-
-
 def create_app(settings: OrderSettings, role: Role = Role.ALL) -> FastAPI:
     """The HTTP app of the `all` or `api` role."""
-    app = composition.create_app(SPEC, settings, token_keys(settings), role=role)
+    app = composition.create_app(SPEC, settings, verification_keys(settings), role=role)
     app.state.queries = OrderQueries(app.state.database)
     return app

@@ -1,13 +1,20 @@
 """The order aggregate: its state machine and the events it raises. Plain Python, no I/O.
 
-    pending --credit reserved--> confirmed --cancel--> cancelled
-    pending --credit rejected--> rejected
-    pending --cancel----------> cancelled
+    pending --credit and stock reserved--> confirmed --cancel--> cancelled
+    pending --credit or stock rejected---> rejected
+    pending --cancel---------------------> cancelled
 
-Saga steps are gated by this state machine, never by the sender's version: a confirmation that
-arrives for an order no longer pending is not an error, it simply has nothing left to do (a
-reservation for an already-cancelled order is released by user_svc when it handles the order's
-`order.cancelled`). Every change bumps `version`; the raised event carries the new version.
+Two participants reserve for an order, in parallel: user_svc its credit, inventory_svc its stock.
+The order remembers which of them have reserved and is confirmed when both have, whichever came
+first; the first rejection rejects it, with that participant's reason. Which replies are held
+is a set, so the outcome does not depend on the order they arrive in.
+
+Saga steps are gated by this state machine, never by the sender's version: a reservation that
+arrives for an order no longer pending is not an error, it simply has nothing left to do (the
+participant releases it itself when it handles the order's `order.rejected` or
+`order.cancelled`). Every change of the order's state bumps `version`, and the raised event
+carries the new version; remembering the first of the two reservations changes nothing a client
+sees, so it does not.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ from uuid import UUID
 
 from shared.errors import Conflict
 from shared.events import (
-    CreditRejectionReason,
     DomainEvent,
     EventData,
     OrderCancelled,
@@ -27,6 +33,7 @@ from shared.events import (
     OrderCreated,
     OrderItem,
     OrderRejected,
+    OrderRejectionReason,
 )
 
 
@@ -35,6 +42,16 @@ class OrderStatus(StrEnum):
     CONFIRMED = "confirmed"
     REJECTED = "rejected"
     CANCELLED = "cancelled"
+
+
+class Participant(StrEnum):
+    """Who must reserve something for an order before it is confirmed."""
+
+    CREDIT = "credit"  # user_svc: the order's total, from the user's credit
+    STOCK = "stock"  # inventory_svc: the quantities of its stock-managed lines
+
+
+PARTICIPANTS = frozenset(Participant)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,7 +76,8 @@ class Order:
     id: UUID
     user_id: UUID
     status: OrderStatus = OrderStatus.PENDING
-    reason: CreditRejectionReason | None = None
+    reason: OrderRejectionReason | None = None
+    reserved_by: frozenset[Participant] = frozenset()
     items: tuple[Item, ...]
     total: int
     version: int = 1
@@ -88,16 +106,21 @@ class Order:
         )
         return order
 
-    def confirm(self, now: datetime) -> bool:
-        """Credit was reserved: confirm if still pending. False if there was nothing to do."""
-        if self.status is not OrderStatus.PENDING:
+    def reserved(self, participant: Participant, now: datetime) -> bool:
+        """`participant` reserved what the order needs of it: remember it while the order is
+        pending, and confirm the order once every participant has. False if there was nothing
+        to do."""
+        if self.status is not OrderStatus.PENDING or participant in self.reserved_by:
             return False
-        self._change(OrderStatus.CONFIRMED, now)
-        self._raise(OrderConfirmed(order_id=self.id, user_id=self.user_id, total=self.total))
+        self.reserved_by |= {participant}
+        if self.reserved_by == PARTICIPANTS:
+            self._change(OrderStatus.CONFIRMED, now)
+            self._raise(OrderConfirmed(order_id=self.id, user_id=self.user_id, total=self.total))
         return True
 
-    def reject(self, reason: CreditRejectionReason, now: datetime) -> bool:
-        """Credit was refused: reject if still pending. False if there was nothing to do."""
+    def reject(self, reason: OrderRejectionReason, now: datetime) -> bool:
+        """A participant refused (the first to): reject if still pending, with its reason.
+        False if there was nothing to do."""
         if self.status is not OrderStatus.PENDING:
             return False
         self._change(OrderStatus.REJECTED, now)

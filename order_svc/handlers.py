@@ -1,7 +1,8 @@
 """order_svc's use cases: HTTP commands and the saga's event handlers, over a unit of work.
 
 Commands save with the version they loaded (`WHERE version = :expected`). Saga handlers lock the
-order row, let the state machine decide whether the step still applies, and save the change;
+order row, let the state machine decide whether the step still applies (a reservation of either
+participant, or the first rejection), and save the change;
 the events the order raised go to the outbox with it. Replica handlers apply a user's state
 only where it is newer than the copy's.
 """
@@ -14,10 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from order_svc.domain import Customer, Item, Order
+from order_svc.domain import Customer, Item, Order, Participant
 from order_svc.uow import OrderUnitOfWork
 from shared.errors import Invalid, NotFound, StaleVersion
 from shared.events import (
+    OrderRejectionReason,
+    StockRejected,
+    StockReserved,
     UserCreditRejected,
     UserCreditReserved,
     UserDeactivated,
@@ -116,22 +120,38 @@ async def cancel_order(command: CancelOrder, uow: OrderUnitOfWork) -> OrderView:
 async def on_credit_reserved(
     event: UserCreditReserved, _: CloudEvent, uow: OrderUnitOfWork
 ) -> None:
-    order = await uow.orders.get(event.order_id, for_update=True)
-    if order is None:
-        raise NotFound(f"credit reserved for unknown order {event.order_id}")
-    loaded_version = order.version
-    if order.confirm(datetime.now(UTC)):
-        await uow.orders.save(order, expected_version=loaded_version)
+    await _reserved(event.order_id, Participant.CREDIT, uow)
+
+
+async def on_stock_reserved(event: StockReserved, _: CloudEvent, uow: OrderUnitOfWork) -> None:
+    await _reserved(event.order_id, Participant.STOCK, uow)
 
 
 async def on_credit_rejected(
     event: UserCreditRejected, _: CloudEvent, uow: OrderUnitOfWork
 ) -> None:
-    order = await uow.orders.get(event.order_id, for_update=True)
+    await _rejected(event.order_id, event.reason, uow)
+
+
+async def on_stock_rejected(event: StockRejected, _: CloudEvent, uow: OrderUnitOfWork) -> None:
+    await _rejected(event.order_id, event.reason, uow)
+
+
+async def _reserved(order_id: UUID, participant: Participant, uow: OrderUnitOfWork) -> None:
+    order = await uow.orders.get(order_id, for_update=True)
     if order is None:
-        raise NotFound(f"credit rejected for unknown order {event.order_id}")
+        raise NotFound(f"{participant} reserved for unknown order {order_id}")
     loaded_version = order.version
-    if order.reject(event.reason, datetime.now(UTC)):
+    if order.reserved(participant, datetime.now(UTC)):
+        await uow.orders.save(order, expected_version=loaded_version)
+
+
+async def _rejected(order_id: UUID, reason: OrderRejectionReason, uow: OrderUnitOfWork) -> None:
+    order = await uow.orders.get(order_id, for_update=True)
+    if order is None:
+        raise NotFound(f"{reason} for unknown order {order_id}")
+    loaded_version = order.version
+    if order.reject(reason, datetime.now(UTC)):
         await uow.orders.save(order, expected_version=loaded_version)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -34,6 +35,9 @@ orders = Table(
     Column("user_id", Uuid, nullable=False),
     Column("status", Text, nullable=False),
     Column("reason", Text),
+    # Which participants of the saga have reserved for the order (it is confirmed when both).
+    Column("credit_reserved", Boolean, nullable=False, server_default="false"),
+    Column("stock_reserved", Boolean, nullable=False, server_default="false"),
     Column("total", BigInteger, nullable=False),
     Column("version", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),

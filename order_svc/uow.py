@@ -19,9 +19,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from order_svc.domain import Customer, Item, Order, OrderStatus
+from order_svc.domain import Customer, Item, Order, OrderStatus, Participant
 from order_svc.models import customers, order_items, orders, outbox
-from shared.events import CreditRejectionReason, UserCreditRejected, UserCreditReserved
+from shared.events import (
+    CreditRejectionReason,
+    OrderRejectionReason,
+    StockRejected,
+    StockRejectionReason,
+    StockReserved,
+    UserCreditRejected,
+    UserCreditReserved,
+)
 from shared.persistence.database import Database
 from shared.persistence.held_rows import HeldRows
 from shared.persistence.repository import Repository
@@ -46,6 +54,8 @@ ORDER_COLUMNS = (
     orders.c.user_id,
     orders.c.status,
     orders.c.reason,
+    orders.c.credit_reserved,
+    orders.c.stock_reserved,
     orders.c.total,
     orders.c.version,
     orders.c.created_at,
@@ -115,6 +125,8 @@ class Orders(Repository[Order]):
             user_id=order.user_id,
             status=order.status,
             reason=order.reason,
+            credit_reserved=Participant.CREDIT in order.reserved_by,
+            stock_reserved=Participant.STOCK in order.reserved_by,
             total=order.total,
             version=order.version,
             created_at=order.created_at,
@@ -139,6 +151,8 @@ class Orders(Repository[Order]):
         values = {
             "status": order.status,
             "reason": order.reason,
+            "credit_reserved": Participant.CREDIT in order.reserved_by,
+            "stock_reserved": Participant.STOCK in order.reserved_by,
             "version": order.version,
             "updated_at": order.updated_at,
         }
@@ -155,13 +169,29 @@ def order_from(row: Mapping[str, Any]) -> Order:
         id=row["id"],
         user_id=row["user_id"],
         status=OrderStatus(row["status"]),
-        reason=CreditRejectionReason(row["reason"]) if row["reason"] else None,
+        reason=rejection_reason(row["reason"]) if row["reason"] else None,
+        reserved_by=frozenset(
+            participant
+            for participant, held in (
+                (Participant.CREDIT, row["credit_reserved"]),
+                (Participant.STOCK, row["stock_reserved"]),
+            )
+            if held
+        ),
         items=tuple(Item(sku=s, quantity=q, unit_price=p) for s, q, p in items),
         total=row["total"],
         version=row["version"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+def rejection_reason(value: str) -> OrderRejectionReason:
+    """A stored reason as the enumeration of the participant that gave it."""
+    try:
+        return CreditRejectionReason(value)
+    except ValueError:
+        return StockRejectionReason(value)
 
 
 class Customers:
@@ -201,11 +231,10 @@ class OrderUnitOfWork(UnitOfWork):
         return (self.orders,)
 
     async def preload(self, events: Sequence[Any]) -> None:
-        """Every credit decision starts by locking its order: the batch's orders are locked at
-        once."""
-        await self.orders.lock(
-            [e.order_id for e in events if isinstance(e, UserCreditReserved | UserCreditRejected)]
-        )
+        """Every participant's decision starts by locking its order: the batch's orders are
+        locked at once."""
+        decisions = UserCreditReserved | UserCreditRejected | StockReserved | StockRejected
+        await self.orders.lock([e.order_id for e in events if isinstance(e, decisions)])
 
 
 def unit_of_work(database: Database) -> OrderUnitOfWork:

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Run user_svc and order_svc from .venv in the foreground, with their output prefixed by name.
-# Waits until both /readyz answer 200 (deadline RUN_READY_TIMEOUT, default 60 s), prints their URLs,
-# then runs until Ctrl-C or SIGTERM, which is forwarded to both as SIGTERM so they shut down
-# gracefully (a second Ctrl-C kills them). If either dies on its own, the other is stopped and this
-# script exits non-zero. Configuration is the contract's environment (USER_SVC_PORT, AMQP_URL, ...).
+# Run user_svc, order_svc and inventory_svc from .venv in the foreground, with their output
+# prefixed by name. Waits until every /readyz answers 200 (deadline RUN_READY_TIMEOUT, default
+# 60 s), prints their URLs, then runs until Ctrl-C or SIGTERM, which is forwarded to each as SIGTERM
+# so they shut down gracefully (a second Ctrl-C kills them). If one dies on its own, the others are
+# stopped and this script exits non-zero. Configuration is the contract's environment
+# (USER_SVC_PORT, AMQP_URL, ADMIN_EMAILS, ...).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -12,9 +13,9 @@ PY="${VENV:-.venv}/bin/python"
 READY_TIMEOUT="${RUN_READY_TIMEOUT:-60}"
 STOP_TIMEOUT="${RUN_STOP_TIMEOUT:-30}"
 
-NAMES=(user_svc order_svc)
-PORTS=("${USER_SVC_PORT:-8001}" "${ORDER_SVC_PORT:-8002}")
-HOSTS=("${USER_SVC_HOST:-127.0.0.1}" "${ORDER_SVC_HOST:-127.0.0.1}")
+NAMES=(user_svc order_svc inventory_svc)
+PORTS=("${USER_SVC_PORT:-8001}" "${ORDER_SVC_PORT:-8002}" "${INVENTORY_SVC_PORT:-8003}")
+HOSTS=("${USER_SVC_HOST:-127.0.0.1}" "${ORDER_SVC_HOST:-127.0.0.1}" "${INVENTORY_SVC_HOST:-127.0.0.1}")
 PIDS=()
 FORCE_KILL=0
 
@@ -117,7 +118,7 @@ on_exit() {
     for pid in "${PIDS[@]}"; do kill -TERM "${pid}" 2>/dev/null || true; done
 }
 
-# A child that exited on its own: stop the other one and fail.
+# A child that exited on its own: stop the others and fail.
 fail_if_a_child_died() {
     local i status
     for i in "${!PIDS[@]}"; do
@@ -125,7 +126,7 @@ fail_if_a_child_died() {
             status=0
             wait "${PIDS[$i]}" 2>/dev/null || status=$?
             unset 'PIDS[i]'
-            log "error: ${NAMES[$i]} exited unexpectedly (status ${status}); stopping the other service"
+            log "error: ${NAMES[$i]} exited unexpectedly (status ${status}); stopping the other services"
             stop_children || true
             exit 1
         fi
@@ -162,7 +163,7 @@ done
 for i in "${!NAMES[@]}"; do
     printf '%s: %s (docs at /docs)\n' "${NAMES[$i]}" "$(base_url "${i}")"
 done
-log "both services ready; Ctrl-C to stop"
+log "all services ready; Ctrl-C to stop"
 
 while true; do
     fail_if_a_child_died

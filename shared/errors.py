@@ -21,7 +21,8 @@ class NotFound(DomainError):
 
 
 class Forbidden(DomainError):
-    """The caller may not do this, whatever the resource's state (e.g. touch another user)."""
+    """The caller may not do this, whatever the resource's state: touch another user, or do what
+    needs a role the caller lacks."""
 
 
 class Conflict(DomainError):

@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Money = Annotated[int, Field(ge=0, description="Amount in minor units (cents).")]
 Text = Annotated[str, Field(pattern=r"^[^\x00]*$", description="Any text but NUL.")]
+Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e ]+$")]
+Quantity = Annotated[int, Field(ge=1, le=10_000)]
+# An order has at most this many lines, so at most this many SKUs.
+MAX_ORDER_LINES = 100
 
 
 class EventData(BaseModel):
@@ -31,9 +35,17 @@ class CreditRejectionReason(StrEnum):
     UNKNOWN_USER = "unknown_user"
 
 
+class StockRejectionReason(StrEnum):
+    OUT_OF_STOCK = "out_of_stock"
+
+
+# Why an order was rejected: the reason of the participant that rejected it first.
+OrderRejectionReason = CreditRejectionReason | StockRejectionReason
+
+
 class OrderItem(EventData):
-    sku: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e ]+$")]
-    quantity: Annotated[int, Field(ge=1, le=10_000)]
+    sku: Sku
+    quantity: Quantity
     unit_price: Annotated[int, Field(ge=0, le=1_000_000_000)]
 
 
@@ -75,7 +87,7 @@ class UserCreditReleased(EventData):
 class OrderCreated(EventData):
     order_id: UUID
     user_id: UUID
-    items: Annotated[list[OrderItem], Field(min_length=1, max_length=100)]
+    items: Annotated[list[OrderItem], Field(min_length=1, max_length=MAX_ORDER_LINES)]
     total: Money
 
 
@@ -88,7 +100,7 @@ class OrderConfirmed(EventData):
 class OrderRejected(EventData):
     order_id: UUID
     user_id: UUID
-    reason: CreditRejectionReason
+    reason: OrderRejectionReason
 
 
 class OrderCancelled(EventData):
@@ -96,6 +108,38 @@ class OrderCancelled(EventData):
     user_id: UUID
     total: Money
     previous_status: Literal["pending", "confirmed"]
+
+
+class StockItem(EventData):
+    """A quantity of one SKU, as inventory_svc holds it for an order (its lines summed)."""
+
+    sku: Sku
+    quantity: Annotated[int, Field(ge=1)]
+
+
+StockItems = Annotated[list[StockItem], Field(max_length=MAX_ORDER_LINES)]
+
+
+class StockAdjusted(EventData):
+    sku: Sku
+    on_hand: Annotated[int, Field(ge=0)]
+    reserved: Annotated[int, Field(ge=0)]
+
+
+class StockReserved(EventData):
+    order_id: UUID
+    items: StockItems
+
+
+class StockRejected(EventData):
+    order_id: UUID
+    reason: StockRejectionReason
+    skus: Annotated[list[Sku], Field(min_length=1, max_length=MAX_ORDER_LINES)]
+
+
+class StockReleased(EventData):
+    order_id: UUID
+    items: StockItems
 
 
 EVENT_TYPES: dict[str, type[EventData]] = {
@@ -109,6 +153,10 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     "order.confirmed": OrderConfirmed,
     "order.rejected": OrderRejected,
     "order.cancelled": OrderCancelled,
+    "inventory.stock_adjusted": StockAdjusted,
+    "inventory.stock_reserved": StockReserved,
+    "inventory.stock_rejected": StockRejected,
+    "inventory.stock_released": StockReleased,
 }
 
 TYPE_OF: dict[type[EventData], str] = {model: name for name, model in EVENT_TYPES.items()}
@@ -118,12 +166,13 @@ TYPE_OF: dict[type[EventData], str] = {model: name for name, model in EVENT_TYPE
 class DomainEvent:
     """An event raised by an aggregate, before it is wrapped in a CloudEvent envelope.
 
+    `subject` names the aggregate: its id, or for the stock of a SKU, the sku.
     `aggregate_version` is the version of `subject` *after* the change, so that consumers
     holding a copy of the aggregate can tell a newer state from an older one.
     """
 
     data: EventData
-    subject: UUID
+    subject: UUID | str
     aggregate_version: int
     correlation_id: UUID | None = None
 

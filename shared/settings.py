@@ -7,10 +7,11 @@ can run several differently configured services in one process.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 import limits
-from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field
+from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.web.route_limits import parse_route_limits
@@ -132,3 +133,27 @@ class ServiceSettings(BaseSettings):
         if self.log_format_override is not None:
             return self.log_format_override
         return "json" if self.app_env == "production" else "console"
+
+
+class VerifierSettings(ServiceSettings):
+    """The settings of a service that verifies user_svc's tokens without signing any: where
+    its public keys come from (`shared.web.token_keys`)."""
+
+    jwt_public_keys_file: Annotated[
+        Path | None, Field(validation_alias=env("JWT_PUBLIC_KEYS_FILE"))
+    ] = None
+    user_svc_port: Annotated[int, Field(gt=0, lt=65536, validation_alias=env("USER_SVC_PORT"))] = (
+        8001
+    )
+    jwks_url_override: Annotated[str | None, Field(validation_alias=env("JWKS_URL"))] = None
+    jwt_secret: Annotated[SecretStr, Field(min_length=32, validation_alias=env("JWT_SECRET"))] = (
+        SecretStr(DEVELOPMENT_JWT_SECRET)
+    )
+
+    @property
+    def jwks_url(self) -> str:
+        """user_svc's key set; by default on the port user_svc is told to listen on, so the
+        services started side by side with the contract's variables find each other."""
+        if self.jwks_url_override is not None:
+            return self.jwks_url_override
+        return f"http://127.0.0.1:{self.user_svc_port}/.well-known/jwks.json"

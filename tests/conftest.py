@@ -62,6 +62,13 @@ async def order_db(migrated_templates: None) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def inventory_db(migrated_templates: None) -> AsyncIterator[str]:
+    url = await new_database("inventory_svc")
+    yield url
+    await drop_database(url)
+
+
+@pytest.fixture
 async def user_database(user_db: str) -> AsyncIterator[Database]:
     database = Database(user_db, pool_size=4)
     yield database
@@ -71,6 +78,13 @@ async def user_database(user_db: str) -> AsyncIterator[Database]:
 @pytest.fixture
 async def order_database(order_db: str) -> AsyncIterator[Database]:
     database = Database(order_db, pool_size=4)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def inventory_database(inventory_db: str) -> AsyncIterator[Database]:
+    database = Database(inventory_db, pool_size=4)
     yield database
     await database.close()
 

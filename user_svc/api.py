@@ -233,7 +233,11 @@ async def login(
         await throttles.failed_login_per_account.hit(email)
         raise
     signing_key: SigningKey = request.app.state.signing_key
-    token = signing_key.issue(user.id, ttl_seconds=settings.access_token_ttl_seconds)
+    token = signing_key.issue(
+        user.id,
+        ttl_seconds=settings.access_token_ttl_seconds,
+        roles=handlers.roles_of(user, settings.admin_emails),
+    )
     return Token(access_token=token, expires_in=settings.access_token_ttl_seconds)
 
 

@@ -23,6 +23,7 @@ SPEC = composition.ServiceSpec(
     queue=USER_SVC_QUEUE,
     handlers={
         "order.created": handlers.on_order_created,
+        "order.rejected": handlers.on_order_rejected,
         "order.cancelled": handlers.on_order_cancelled,
     },
     unit_of_work=unit_of_work,

@@ -4,8 +4,9 @@ Invariants kept here (and again by check constraints in the database):
 - `0 <= credit_reserved <= credit_limit`;
 - a reservation is decided once per order: reserved or rejected, and a reserved one is released
   at most once;
-- an order cancelled before its reservation was decided is never reserved afterwards (the
-  tombstone `cancelled` state), so a late `order.created` cannot leave credit held.
+- an order rejected or cancelled before its reservation was decided is never reserved
+  afterwards (the tombstone `cancelled` state), so a late `order.created` cannot leave credit
+  held.
 Every change of a user bumps its `version` by one; the raised event carries the new version.
 """
 
@@ -38,7 +39,8 @@ class ReservationState(StrEnum):
     REJECTED = "rejected"
     RELEASED = "released"
     CANCELLED = "cancelled"
-    """The order was cancelled before its reservation was decided: never reserve it."""
+    """The order was rejected or cancelled before its reservation was decided: never reserve
+    it."""
 
 
 @dataclass(kw_only=True)
@@ -77,7 +79,7 @@ class Reservation:
 
     @classmethod
     def tombstone(cls, *, order_id: UUID, user_id: UUID, amount: int) -> Reservation:
-        """Remember that an order was cancelled before its reservation was decided."""
+        """Remember that an order ended before its reservation was decided."""
         return cls(
             order_id=order_id, user_id=user_id, amount=amount, state=ReservationState.CANCELLED
         )

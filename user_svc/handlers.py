@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from uuid import UUID, uuid4
 
 from shared.errors import Conflict, NotFound, StaleVersion, Unauthorized
-from shared.events import OrderCancelled, OrderCreated
+from shared.events import OrderCancelled, OrderCreated, OrderRejected
 from shared.messaging.envelope import CloudEvent
+from shared.web.tokens import ADMIN_ROLE
 from user_svc.domain import Reservation, ReservationState, User, UserStatus
 from user_svc.passwords import Passwords
 from user_svc.queries import UserQueries
@@ -63,6 +64,11 @@ async def authenticate(
     if user is None or not valid or user.status is not UserStatus.ACTIVE:
         raise Unauthorized("wrong email or password, or the account is deactivated")
     return user
+
+
+def roles_of(user: User, admin_emails: frozenset[str]) -> tuple[str, ...]:
+    """The roles a user's tokens carry: `admin` for an email listed in `ADMIN_EMAILS`."""
+    return (ADMIN_ROLE,) if user.email.lower() in admin_emails else ()
 
 
 async def get_user(user_id: UUID, queries: UserQueries) -> User:
@@ -124,14 +130,22 @@ async def on_order_created(event: OrderCreated, _: CloudEvent, uow: UserUnitOfWo
 
 
 async def on_order_cancelled(event: OrderCancelled, _: CloudEvent, uow: UserUnitOfWork) -> None:
+    await _release(event.order_id, event.user_id, uow, total=event.total)
+
+
+async def on_order_rejected(event: OrderRejected, _: CloudEvent, uow: UserUnitOfWork) -> None:
+    """An order can be rejected by the other participant (out of stock) after its credit was
+    reserved here; `order.rejected` carries no total, and a tombstone holds nothing anyway."""
+    await _release(event.order_id, event.user_id, uow, total=0)
+
+
+async def _release(order_id: UUID, user_id: UUID, uow: UserUnitOfWork, *, total: int) -> None:
     """Saga compensation: release the order's credit, or make sure it is never reserved."""
-    user = await uow.users.get(event.user_id, for_update=True)
-    reservation = await uow.reservations.get(event.order_id)
+    user = await uow.users.get(user_id, for_update=True)
+    reservation = await uow.reservations.get(order_id)
     if reservation is None:
         await uow.reservations.add(
-            Reservation.tombstone(
-                order_id=event.order_id, user_id=event.user_id, amount=event.total
-            )
+            Reservation.tombstone(order_id=order_id, user_id=user_id, amount=total)
         )
         return
     if reservation.state is not ReservationState.RESERVED or user is None:

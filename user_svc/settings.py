@@ -32,6 +32,9 @@ class UserSettings(ServiceSettings):
     jwt_published_keys_file: Annotated[
         Path | None, Field(validation_alias=env("JWT_PUBLISHED_KEYS_FILE"))
     ] = None
+    # Comma-separated emails whose tokens carry the `admin` role; matched ignoring case and
+    # surrounding spaces, as the emails themselves are (user_svc stores them in lower case).
+    admin_emails_list: Annotated[str, Field(validation_alias=env("ADMIN_EMAILS"))] = ""
     access_token_ttl_seconds: Annotated[
         int, Field(gt=0, le=86_400, validation_alias=env("ACCESS_TOKEN_TTL_SECONDS"))
     ] = 900
@@ -48,6 +51,12 @@ class UserSettings(ServiceSettings):
     registration_account_rate_limit: Annotated[
         RateLimit, Field(validation_alias=env("REGISTRATION_ACCOUNT_RATE_LIMIT"))
     ] = "10/minute"
+
+    @property
+    def admin_emails(self) -> frozenset[str]:
+        return frozenset(
+            email.strip().lower() for email in self.admin_emails_list.split(",") if email.strip()
+        )
 
     @model_validator(mode="after")
     def _refuse_development_key_in_production(self) -> UserSettings:

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert
 
 from shared.errors import Conflict
-from shared.events import CreditRejectionReason, OrderCancelled, OrderCreated
+from shared.events import CreditRejectionReason, OrderCancelled, OrderCreated, OrderRejected
 from shared.persistence.database import Database
 from shared.persistence.held_rows import HeldRows
 from shared.persistence.repository import Repository
@@ -131,7 +131,7 @@ class UserUnitOfWork(UnitOfWork):
     async def preload(self, events: Sequence[Any]) -> None:
         """Every saga event locks its user, then reads its order's decision: the batch's users
         are locked at once, then its orders' decisions read at once."""
-        saga = [e for e in events if isinstance(e, OrderCreated | OrderCancelled)]
+        saga = [e for e in events if isinstance(e, OrderCreated | OrderRejected | OrderCancelled)]
         await self.users.lock([e.user_id for e in saga])
         await self.reservations.read([e.order_id for e in saga])
 

@@ -60,6 +60,7 @@ class Service:
 SERVICES: tuple[Service, ...] = (
     Service("user_svc"),
     Service("order_svc"),
+    Service("inventory_svc"),
 )
 ACCOUNTS_SERVICE = "user_svc"
 """Where users register and get their tokens."""

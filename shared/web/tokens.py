@@ -4,7 +4,8 @@ EdDSA (Ed25519) because it has no parameters to get wrong and small, fast signat
 algorithm is pinned on both sides, so a token with `alg: none` or an HMAC signature made with
 the public key is refused. Every token names its key (`kid`, the key's RFC 7638 thumbprint), so
 keys rotate without downtime: publish the next key in the JWKS, sign with it, and drop the old
-one once the last token it signed has expired. `exp`, `iss` and `aud` are required.
+one once the last token it signed has expired. `exp`, `iss` and `aud` are required. A token
+may carry `roles` (`["admin"]` for an administrator); a token without the claim has no role.
 
 Only user_svc holds a private key. order_svc verifies with the keys user_svc publishes at
 `/.well-known/jwks.json` (or with public keys from a file), so a leak of order_svc's
@@ -19,7 +20,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -36,6 +37,7 @@ from shared.errors import Unauthorized
 ALGORITHM = "EdDSA"
 ISSUER = "user_svc"
 AUDIENCE = "eventful"
+ADMIN_ROLE = "admin"
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +88,18 @@ class SigningKey:
     def kid(self) -> str:
         return public_jwk(self.public)["kid"]
 
-    def issue(self, user_id: UUID, *, ttl_seconds: int) -> str:
+    def issue(self, user_id: UUID, *, ttl_seconds: int, roles: Collection[str] = ()) -> str:
+        """A token for `user_id`; the `roles` claim only when it has a role."""
         now = datetime.now(UTC)
-        claims = {
+        claims: dict[str, Any] = {
             "sub": str(user_id),
             "iss": ISSUER,
             "aud": AUDIENCE,
             "iat": now,
             "exp": now + timedelta(seconds=ttl_seconds),
         }
+        if roles:
+            claims["roles"] = sorted(roles)
         return jwt.encode(claims, self.private, algorithm=ALGORITHM, headers={"kid": self.kid})
 
 
@@ -219,6 +224,18 @@ class EitherKeys:
         return False
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who a verified token names, and the roles it grants them."""
+
+    user_id: UUID
+    roles: frozenset[str] = frozenset()
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN_ROLE in self.roles
+
+
 class TokenVerifier:
     """`verify_token` with a memory of tokens already verified, until they expire.
 
@@ -232,26 +249,29 @@ class TokenVerifier:
     def __init__(self, keys: KeySet, *, capacity: int = 10_000) -> None:
         self.keys = keys
         self._capacity = capacity
-        self._verified: dict[str, tuple[UUID, float]] = {}
+        self._verified: dict[str, tuple[Caller, float]] = {}
 
-    async def user_id(self, token: str) -> UUID:
+    async def caller(self, token: str) -> Caller:
         known = self._verified.get(token)
         if known is not None and known[1] > time.time():
             return known[0]
         self._verified.pop(token, None)
-        user_id, expires = await _verify(token, self.keys)
+        caller, expires = await _verify(token, self.keys)
         if len(self._verified) >= self._capacity:
             del self._verified[next(iter(self._verified))]
-        self._verified[token] = (user_id, expires)
-        return user_id
+        self._verified[token] = (caller, expires)
+        return caller
+
+    async def user_id(self, token: str) -> UUID:
+        return (await self.caller(token)).user_id
 
 
 async def verify_token(token: str, keys: KeySet) -> UUID:
     """The user id the token was issued to, or Unauthorized."""
-    return (await _verify(token, keys))[0]
+    return (await _verify(token, keys))[0].user_id
 
 
-async def _verify(token: str, keys: KeySet) -> tuple[UUID, float]:
+async def _verify(token: str, keys: KeySet) -> tuple[Caller, float]:
     try:
         header = jwt.get_unverified_header(token)
         kid = header.get("kid")
@@ -268,6 +288,9 @@ async def _verify(token: str, keys: KeySet) -> tuple[UUID, float]:
             issuer=ISSUER,
             options={"require": ["exp", "sub", "iss", "aud"]},
         )
-        return UUID(claims["sub"]), float(claims["exp"])
+        roles = claims.get("roles", [])
+        if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+            raise Unauthorized("invalid or expired access token")
+        return Caller(UUID(claims["sub"]), frozenset(roles)), float(claims["exp"])
     except (jwt.PyJWTError, ValueError) as error:
         raise Unauthorized("invalid or expired access token") from error

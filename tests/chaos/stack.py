@@ -1,4 +1,5 @@
-"""Two replicas of each service, each reaching PostgreSQL and RabbitMQ through its own proxies.
+"""Two replicas of each service, each reaching PostgreSQL and RabbitMQ through its own proxies
+(inventory_svc's too: every order waits for its answer).
 
 Replicas of a service share their database, their queue and their inbox, and differ only in
 their HTTP port and their proxies, so a network fault can hit one replica's link to one server
@@ -24,7 +25,7 @@ from tests.support.servers.postgres import PostgresNode
 from tests.support.servers.rabbitmq import RabbitNode
 from tests.support.settings import JWT_SECRET, NO_RATE_LIMITS, SIGNING_KEY
 
-SERVICES = ("user_svc", "order_svc")
+SERVICES = ("user_svc", "order_svc", "inventory_svc")
 REPLICAS_PER_SERVICE = 2
 
 
@@ -54,6 +55,7 @@ class ChaosStack:
     amqp_url: str = field(init=False)
     user_db: str = field(init=False)
     order_db: str = field(init=False)
+    inventory_db: str = field(init=False)
     replicas: list[Replica] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -62,9 +64,14 @@ class ChaosStack:
         self.amqp_url = self.rabbitmq.add_vhost(self.vhost)
         self.user_db = f"{self.postgres.base_url()}/chaos_user_svc_{suffix}"
         self.order_db = f"{self.postgres.base_url()}/chaos_order_svc_{suffix}"
+        self.inventory_db = f"{self.postgres.base_url()}/chaos_inventory_svc_{suffix}"
 
     def database_of(self, service: str) -> str:
-        return self.user_db if service == "user_svc" else self.order_db
+        return {
+            "user_svc": self.user_db,
+            "order_svc": self.order_db,
+            "inventory_svc": self.inventory_db,
+        }[service]
 
     def replicas_of(self, service: str) -> list[Replica]:
         return [r for r in self.replicas if r.service == service]
@@ -135,5 +142,6 @@ class ChaosStack:
         try:
             await drop_database(self.user_db)
             await drop_database(self.order_db)
+            await drop_database(self.inventory_db)
         finally:
             self.rabbitmq.ctl("delete_vhost", self.vhost)

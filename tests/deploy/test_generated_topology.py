@@ -88,7 +88,7 @@ def test_every_queue_of_the_topology_has_one_quorum_queue_resource() -> None:
 def test_every_service_gets_a_user_whose_credentials_the_operator_generates() -> None:
     users = [r for a in SERVICE_ACCOUNTS for r in k8s.service_resources(a) if r["kind"] == "User"]
 
-    assert [u["metadata"]["name"] for u in users] == ["user-svc", "order-svc"]
+    assert [u["metadata"]["name"] for u in users] == ["user-svc", "order-svc", "inventory-svc"]
     assert all("importCredentialsSecret" not in u["spec"] for u in users)
 
 

@@ -130,14 +130,16 @@ def test_prod_declares_every_queue_as_a_quorum_queue_resource(
 ) -> None:
     queues = of_kind(rendered["prod"], "Queue")
 
-    assert len(queues) == 12
+    assert len(queues) == 18  # 3 services: each queue, its DLQ and 4 delay queues
     assert {q.document["spec"]["type"] for q in queues} == {"quorum"}
 
 
 def test_a_classic_queue_in_the_dev_definitions_is_refused(
     rendered: dict[str, list[Manifest]],
 ) -> None:
-    [config] = of_kind(rendered["dev"], "ConfigMap")
+    [config] = [
+        c for c in of_kind(rendered["dev"], "ConfigMap") if "definitions.json" in c.document["data"]
+    ]
     bad = with_change(
         config,
         lambda d: d["data"].update(
@@ -155,7 +157,7 @@ def test_every_postgresql_cluster_has_three_instances_and_a_synchronous_standby(
 ) -> None:
     clusters = of_kind(rendered["prod"], "Cluster")
 
-    assert sorted(c.name for c in clusters) == ["order-svc-db", "user-svc-db"]
+    assert sorted(c.name for c in clusters) == ["inventory-svc-db", "order-svc-db", "user-svc-db"]
     assert policies.database_replication(clusters) == []
 
 
@@ -189,7 +191,11 @@ def test_a_missing_binding_is_found(rendered: dict[str, list[Manifest]]) -> None
     manifests = [
         m
         for m in rendered["prod"]
-        if not (m.kind == "Binding" and m.document["spec"]["routingKey"] == "order.created")
+        if not (
+            m.kind == "Binding"
+            and m.document["spec"]["routingKey"] == "order.created"
+            and m.document["spec"]["destination"] == "user_svc.events"
+        )
     ]
 
     [finding] = policies.topology_matches_code(manifests)
@@ -263,7 +269,7 @@ def test_every_service_runs_each_role_with_its_own_argument(overlay: list[Manife
 
     assert roles == {
         (package, role, "Job" if role == "migrate" else "Deployment")
-        for package in ("user_svc", "order_svc")
+        for package in ("user_svc", "order_svc", "inventory_svc")
         for role in ("api", "worker", "relay", "migrate")
     }
 
@@ -334,7 +340,7 @@ def test_each_api_is_scaled_on_cpu_by_an_autoscaler(rendered: dict[str, list[Man
         for hpa in of_kind(rendered["prod"], "HorizontalPodAutoscaler")
     }
 
-    assert targets == {"user-svc-api", "order-svc-api"}
+    assert targets == {"user-svc-api", "order-svc-api", "inventory-svc-api"}
 
 
 def test_each_worker_is_scaled_by_keda_on_its_queue_through_the_management_api(
@@ -346,7 +352,7 @@ def test_each_worker_is_scaled_by_keda_on_its_queue_through_the_management_api(
     }
     [authentication] = of_kind(rendered["prod"], "TriggerAuthentication")
 
-    assert set(scalers) == {"user-svc-worker", "order-svc-worker"}
+    assert set(scalers) == {"user-svc-worker", "order-svc-worker", "inventory-svc-worker"}
     for worker, [trigger] in scalers.items():
         assert trigger["type"] == "rabbitmq"
         assert trigger["metadata"]["protocol"] == "http"
@@ -362,7 +368,7 @@ def test_every_role_has_a_disruption_budget(overlay: list[Manifest]) -> None:
 
     assert budgets == {
         f"{service}-{role}"
-        for service in ("user-svc", "order-svc")
+        for service in ("user-svc", "order-svc", "inventory-svc")
         for role in ("api", "worker", "relay")
     }
 
@@ -378,7 +384,7 @@ def test_only_the_api_pods_admit_traffic_from_the_ingress_controller(
         if "ingress-nginx" in str(peer.get("namespaceSelector"))
     }
 
-    assert admitting == {"user-svc-api", "order-svc-api"}
+    assert admitting == {"user-svc-api", "order-svc-api", "inventory-svc-api"}
 
 
 def test_every_service_pod_is_under_a_policy_that_limits_its_egress(
@@ -436,3 +442,31 @@ def test_prod_pods_read_only_secrets_the_operators_write_and_the_signing_key(
     assert secrets_read(rendered["prod"]) == written_by_operators - {"keda-user-credentials"} | {
         "user-svc-token-key"
     }
+
+
+def test_user_svc_api_reads_the_administrators_from_its_settings_config_map(
+    overlay: list[Manifest],
+) -> None:
+    api = app_container(named(overlay, "Deployment", "user-svc-api").document)
+    [admins] = [e for e in api["env"] if e["name"] == "ADMIN_EMAILS"]
+    reference = admins["valueFrom"]["configMapKeyRef"]
+    [settings] = [c for c in of_kind(overlay, "ConfigMap") if c.name == reference["name"]]
+
+    assert reference["key"] == "ADMIN_EMAILS"
+    assert reference["key"] in settings.document["data"]
+
+
+@pytest.mark.parametrize("verifier", ["order-svc", "inventory-svc"])
+def test_user_svc_api_admits_each_verifying_api_to_fetch_the_token_keys(
+    overlay: list[Manifest], verifier: str
+) -> None:
+    policy = named(overlay, "NetworkPolicy", "user-svc-api")
+    admitted = [
+        expression["values"]
+        for rule in policy.document["spec"]["ingress"]
+        for peer in rule.get("from", [])
+        for expression in peer.get("podSelector", {}).get("matchExpressions", [])
+        if expression["key"] == "app.kubernetes.io/name"
+    ]
+
+    assert any(verifier in values for values in admitted)

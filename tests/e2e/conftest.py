@@ -19,22 +19,22 @@ pytestmark = pytest.mark.e2e
 
 
 def started_stack(tmp_path: Path, vhosts: VhostSupply) -> Stack:
-    """Both services on brand-new (not even created) databases and a new vhost."""
+    """Every service on brand-new (not even created) databases and a new vhost."""
     _, amqp_url = vhosts.take()
     suffix = unique_suffix()
     return Stack(
         amqp_url=amqp_url,
         user_db=f"{POSTGRES}/e2e_user_svc_{suffix}",
         order_db=f"{POSTGRES}/e2e_order_svc_{suffix}",
+        inventory_db=f"{POSTGRES}/e2e_inventory_svc_{suffix}",
         log_dir=tmp_path,
     )
 
 
 async def teardown(stack: Stack, vhosts: VhostSupply) -> None:
-    stack.user_svc.kill()
-    stack.order_svc.kill()
-    await drop_database(stack.user_db)
-    await drop_database(stack.order_db)
+    stack.kill()
+    for database in stack.databases:
+        await drop_database(database)
     vhosts.discard(stack.amqp_url.rsplit("/", 1)[1])
 
 
@@ -67,19 +67,19 @@ async def own_stack(
         amqp_url=private_rabbitmq.add_vhost(vhost),
         user_db=f"{private_postgres.base_url()}/e2e_user_svc_{suffix}",
         order_db=f"{private_postgres.base_url()}/e2e_order_svc_{suffix}",
+        inventory_db=f"{private_postgres.base_url()}/e2e_inventory_svc_{suffix}",
         log_dir=tmp_path,
     )
-    for service in (stack.user_svc, stack.order_svc):
+    for service in stack.services:
         service.env.update(server_run.mark)  # removed with the servers, even after a SIGKILL
     try:
         yield stack
     finally:
-        stack.user_svc.kill()
-        stack.order_svc.kill()
+        stack.kill()
         private_postgres.ensure_running()
         private_rabbitmq.ensure_running()
-        await drop_database(stack.user_db)
-        await drop_database(stack.order_db)
+        for database in stack.databases:
+            await drop_database(database)
         private_rabbitmq.ctl("delete_vhost", vhost)
 
 

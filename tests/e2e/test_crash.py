@@ -18,9 +18,10 @@ async def test_a_service_killed_between_commit_and_publish_loses_no_event(
     """The order is committed with its event, the process dies before any relay ran: after a
     restart the relay publishes it and the saga completes, with the credit reserved once."""
     own_stack.user_svc.start()
+    own_stack.inventory_svc.start()
     # API only: nothing publishes the outbox before the kill.
     own_stack.order_svc.start("api", MIGRATE_ON_START="true")
-    await asyncio.gather(own_stack.user_svc.wait_ready(), own_stack.order_svc.wait_ready())
+    await asyncio.gather(*(service.wait_ready() for service in own_stack.services))
     customer = await register(own_stack)
     order = await customer.place_order(4_200)
 
@@ -54,6 +55,12 @@ async def test_services_killed_mid_flow_lose_nothing_and_apply_nothing_twice(
     own_stack.order_svc.kill()
     own_stack.order_svc.start()
     await own_stack.order_svc.wait_ready()
+    orders += [await customer.place_order(1_000) for _ in range(5)]
+    own_stack.inventory_svc.kill()
+    # Accepted while inventory_svc is dead: they wait for its answer, then are confirmed.
+    orders += [await customer.place_order(1_000) for _ in range(5)]
+    own_stack.inventory_svc.start()
+    await own_stack.inventory_svc.wait_ready()
 
     for order in orders:
         final = await customer.order_reaches(order["id"], "confirmed")

@@ -93,8 +93,11 @@ class Roles:
 
 @pytest.fixture(scope="module")
 async def databases(migrated_templates: None) -> AsyncIterator[dict[str, str]]:
-    """Both databases, migrated (the split roles do not migrate on start)."""
-    migrated = {service: await new_database(service) for service in ("user_svc", "order_svc")}
+    """Every service's database, migrated (the split roles do not migrate on start)."""
+    migrated = {
+        service: await new_database(service)
+        for service in ("user_svc", "order_svc", "inventory_svc")
+    }
     yield migrated
     for url in migrated.values():
         await drop_database(url)
@@ -217,6 +220,8 @@ async def test_orders_an_api_alone_takes_stay_pending_until_relays_and_workers_r
             roles.process("order_svc", "relay"),
             roles.process("user_svc", "worker"),
             roles.process("user_svc", "relay"),
+            roles.process("inventory_svc", "worker"),
+            roles.process("inventory_svc", "relay"),
             roles.process("order_svc", "worker"),
         ):
             process.start()

@@ -4,10 +4,11 @@ verifies with what user_svc publishes and nothing else."""
 from __future__ import annotations
 
 import httpx
+import jwt
 import pytest
 
 from shared.web.tokens import SigningKey
-from tests.e2e.harness import Customer, Stack, authorized, register
+from tests.e2e.harness import Customer, Stack, authorized, register, sign_in_admin
 from tests.support.settings import SIGNING_KEY
 
 pytestmark = pytest.mark.e2e
@@ -53,6 +54,25 @@ async def test_order_svc_refuses_an_expired_token(stack: Stack, customer: Custom
         response = await c.get("/orders")
 
     assert response.status_code == 401
+
+
+async def test_the_token_of_a_user_listed_in_admin_emails_carries_the_admin_role(
+    stack: Stack,
+) -> None:
+    admin = await sign_in_admin(stack)
+    try:
+        claims = jwt.decode(admin.token, options={"verify_signature": False})
+    finally:
+        await admin.close()
+
+    assert claims["roles"] == ["admin"]
+
+
+async def test_the_token_of_any_other_user_carries_no_roles(customer: Customer) -> None:
+    claims = jwt.decode(customer.token, options={"verify_signature": False})
+
+    assert "roles" not in claims
+    assert set(claims) == {"sub", "iss", "aud", "iat", "exp"}
 
 
 async def test_neither_service_logs_a_token_or_a_password(stack: Stack) -> None:

@@ -26,7 +26,7 @@ from tests.support.servers.rabbitmq import RabbitCluster
 from tests.support.servers.registry import ServerRun
 from tests.support.settings import JWT_SECRET, NO_RATE_LIMITS, SIGNING_KEY
 
-SERVICES = ("user_svc", "order_svc")
+SERVICES = ("user_svc", "order_svc", "inventory_svc")
 REPLICAS_PER_SERVICE = 2
 READY_TIMEOUT_SECONDS = 120
 VHOST = "/"

@@ -34,7 +34,8 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.integration
 
 ACCOUNTS = {account.service: account for account in SERVICE_ACCOUNTS}
-OTHER = {"user_svc": "order_svc", "order_svc": "user_svc"}
+# Another service of each: one that publishes the first event its queue is bound to.
+OTHER = {"user_svc": "order_svc", "order_svc": "user_svc", "inventory_svc": "order_svc"}
 SERVICES = tuple(ACCOUNTS)
 
 
@@ -157,7 +158,11 @@ def account(service: str) -> ServiceAccount:
 
 @pytest.mark.parametrize(
     ("service", "own_event"),
-    [("order_svc", "order.created"), ("user_svc", "user.credit_reserved")],
+    [
+        ("order_svc", "order.created"),
+        ("user_svc", "user.credit_reserved"),
+        ("inventory_svc", "inventory.stock_reserved"),
+    ],
 )
 async def test_a_service_may_publish_its_own_events(
     connect: dict[str, AbstractConnection], service: str, own_event: str
@@ -167,7 +172,12 @@ async def test_a_service_may_publish_its_own_events(
 
 @pytest.mark.parametrize(
     ("service", "foreign_event"),
-    [("order_svc", "user.credit_reserved"), ("user_svc", "order.created")],
+    [
+        ("order_svc", "user.credit_reserved"),
+        ("user_svc", "order.created"),
+        ("inventory_svc", "order.created"),
+        ("order_svc", "inventory.stock_reserved"),
+    ],
 )
 async def test_a_service_is_refused_publishing_the_other_services_events(
     connect: dict[str, AbstractConnection], service: str, foreign_event: str

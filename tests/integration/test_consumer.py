@@ -268,14 +268,19 @@ async def test_each_message_of_a_batch_causes_the_events_its_handler_raised(
     ]
     cause_of = {view.order.id: uuid.uuid4() for view in placed}
     batches = GatedBatches(
-        order_database, amqp_url, order_handlers.on_credit_reserved, "user.credit_reserved"
+        order_database, amqp_url, order_handlers.on_credit_rejected, "user.credit_rejected"
     )
 
     await batches.run(
         [
             cloud_event(
-                "user.credit_reserved",
-                {"user_id": str(user_id), "order_id": str(order_id), "amount": 100},
+                "user.credit_rejected",
+                {
+                    "user_id": str(user_id),
+                    "order_id": str(order_id),
+                    "amount": 100,
+                    "reason": "insufficient_credit",
+                },
                 subject=user_id,
                 version=2,
                 event_id=event_id,
@@ -285,9 +290,7 @@ async def test_each_message_of_a_batch_causes_the_events_its_handler_raised(
     )
 
     assert await transactions_in_inbox(order_database) == 2, "the last three were one batch"
-    confirmed = [
-        e for e in await outbox_events(order_database, outbox) if e.type != "order.created"
-    ]
-    assert {(e.type, e.subject, e.causationid) for e in confirmed} == {
-        ("order.confirmed", str(order_id), str(event_id)) for order_id, event_id in cause_of.items()
+    rejected = [e for e in await outbox_events(order_database, outbox) if e.type != "order.created"]
+    assert {(e.type, e.subject, e.causationid) for e in rejected} == {
+        ("order.rejected", str(order_id), str(event_id)) for order_id, event_id in cause_of.items()
     }

@@ -21,7 +21,7 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from broker import dlq
-from broker.topology import ORDER_SVC_QUEUE, USER_SVC_QUEUE, declare
+from broker.topology import INVENTORY_SVC_QUEUE, ORDER_SVC_QUEUE, USER_SVC_QUEUE, declare
 from tests.support.events import cloud_event
 from tests.support.waiting import eventually
 
@@ -168,6 +168,7 @@ async def test_list_counts_the_messages_waiting_in_each_dead_letter_queue(
     assert listed == [
         dlq.DeadLetterQueue(USER_SVC_QUEUE.name, USER_SVC_QUEUE.dead_letter_queue, 0),
         dlq.DeadLetterQueue(ORDER_SVC_QUEUE.name, DLQ, 2),
+        dlq.DeadLetterQueue(INVENTORY_SVC_QUEUE.name, INVENTORY_SVC_QUEUE.dead_letter_queue, 0),
     ]
 
 
@@ -175,7 +176,7 @@ async def test_list_reports_a_dead_letter_queue_that_is_not_declared(amqp_url: s
     async with await aio_pika.connect(amqp_url) as connection:
         listed = await dlq.list_dead_letters(connection)
 
-    assert [q.messages for q in listed] == [None, None]
+    assert [q.messages for q in listed] == [None, None, None]
 
 
 async def test_show_describes_dead_letters_and_leaves_them_in_the_dead_letter_queue(
@@ -320,6 +321,7 @@ async def test_the_cli_lists_each_dead_letter_queue_with_its_count(
     assert rows[1:] == [
         [USER_SVC_QUEUE.name, USER_SVC_QUEUE.dead_letter_queue, "0"],
         [ORDER_SVC_QUEUE.name, DLQ, "1"],
+        [INVENTORY_SVC_QUEUE.name, INVENTORY_SVC_QUEUE.dead_letter_queue, "0"],
     ]
 
 

@@ -14,7 +14,7 @@ from tests.support.databases import new_database
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("package", ["user_svc", "order_svc"])
+@pytest.mark.parametrize("package", ["user_svc", "order_svc", "inventory_svc"])
 async def test_the_migrated_schema_matches_the_models(
     package: str, migrated_templates: None
 ) -> None:
@@ -26,7 +26,7 @@ async def test_the_migrated_schema_matches_the_models(
         await drop_database(url)
 
 
-@pytest.mark.parametrize("package", ["user_svc", "order_svc"])
+@pytest.mark.parametrize("package", ["user_svc", "order_svc", "inventory_svc"])
 async def test_migrations_downgrade_to_nothing_and_upgrade_again(
     package: str, migrated_templates: None
 ) -> None:

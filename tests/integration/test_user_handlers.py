@@ -14,7 +14,15 @@ from uuid import UUID, uuid4
 import pytest
 
 from shared.errors import Conflict
-from shared.events import DomainEvent, EventData, OrderCancelled, OrderCreated, OrderItem
+from shared.events import (
+    DomainEvent,
+    EventData,
+    OrderCancelled,
+    OrderCreated,
+    OrderItem,
+    OrderRejected,
+    StockRejectionReason,
+)
 from shared.messaging.envelope import CloudEvent, decode, encode, wrap
 from shared.persistence.database import Database
 from tests.integration.locks import wait_until_a_backend_waits_on_a_lock
@@ -24,6 +32,7 @@ from user_svc.handlers import (
     RegisterUser,
     on_order_cancelled,
     on_order_created,
+    on_order_rejected,
     register_user,
 )
 from user_svc.models import outbox
@@ -68,6 +77,12 @@ def order_cancelled(
 ) -> OrderCancelled:
     return OrderCancelled(
         order_id=order_id, user_id=user_id, total=total, previous_status=previous_status
+    )
+
+
+def order_rejected(user_id: UUID, order_id: UUID) -> OrderRejected:
+    return OrderRejected(
+        order_id=order_id, user_id=user_id, reason=StockRejectionReason.OUT_OF_STOCK
     )
 
 
@@ -369,3 +384,57 @@ async def test_a_batch_fails_whole_when_an_order_it_decides_was_decided_under_it
 
     assert await reservation_state(user_database, order_id) is ReservationState.CANCELLED
     assert await saga_events(user_database) == []
+
+
+async def test_an_order_rejected_by_the_other_participant_releases_its_credit(
+    user_database: Database, passwords: Passwords
+) -> None:
+    user = await register(user_database, passwords)
+    order_id = uuid4()
+    await deliver(
+        user_database, on_order_created, order_created(user.id, order_id, 3_000), order_id
+    )
+
+    await deliver(user_database, on_order_rejected, order_rejected(user.id, order_id), order_id)
+
+    stored = await stored_user(user_database, user.id)
+    assert (stored.credit_reserved, stored.version) == (0, 3)
+    assert await reservation_state(user_database, order_id) is ReservationState.RELEASED
+    released = (await saga_events(user_database))[-1]
+    assert released.type == "user.credit_released"
+    assert released.data == {"user_id": str(user.id), "order_id": str(order_id), "amount": 3_000}
+
+
+async def test_an_order_rejected_before_it_was_created_never_reserves_credit(
+    user_database: Database, passwords: Passwords
+) -> None:
+    user = await register(user_database, passwords)
+    order_id = uuid4()
+
+    await deliver(user_database, on_order_rejected, order_rejected(user.id, order_id), order_id)
+    await deliver(
+        user_database, on_order_created, order_created(user.id, order_id, 3_000), order_id
+    )
+
+    stored = await stored_user(user_database, user.id)
+    assert (stored.credit_reserved, stored.version) == (0, 1)
+    assert await reservation_state(user_database, order_id) is ReservationState.CANCELLED
+    assert await saga_events(user_database) == []
+
+
+async def test_rejecting_an_order_whose_credit_was_rejected_releases_nothing(
+    user_database: Database, passwords: Passwords
+) -> None:
+    user = await register(user_database, passwords)
+    order_id = uuid4()
+    await deliver(
+        user_database,
+        on_order_created,
+        order_created(user.id, order_id, CREDIT_LIMIT + 1),
+        order_id,
+    )
+
+    await deliver(user_database, on_order_rejected, order_rejected(user.id, order_id), order_id)
+
+    assert await reservation_state(user_database, order_id) is ReservationState.REJECTED
+    assert [e.type for e in await saga_events(user_database)] == ["user.credit_rejected"]

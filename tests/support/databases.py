@@ -20,7 +20,7 @@ from shared.persistence.migrations import migrate
 from tests.support.names import unique_suffix
 
 POSTGRES = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
-SERVICES = ("user_svc", "order_svc")
+SERVICES = ("user_svc", "order_svc", "inventory_svc")
 RUN = unique_suffix()
 
 
@@ -42,7 +42,7 @@ async def drop_templates() -> None:
 
 
 async def new_database(package: str) -> str:
-    """A new database for `package` (user_svc or order_svc) with its schema at head; the
+    """A new database for `package` (a service) with its schema at head; the
     session's templates must exist (the `migrated_templates` fixture)."""
     name = f"test_{package}_{unique_suffix()}"
     admin = await asyncpg.connect(dsn(with_database(POSTGRES, "postgres")))

@@ -24,6 +24,12 @@ from shared.events import (
     OrderCreated,
     OrderItem,
     OrderRejected,
+    StockAdjusted,
+    StockItem,
+    StockRejected,
+    StockRejectionReason,
+    StockReleased,
+    StockReserved,
     UserCreditRejected,
     UserCreditReleased,
     UserCreditReserved,
@@ -63,6 +69,16 @@ SAMPLE_DATA: dict[str, EventData] = {
     "order.cancelled": OrderCancelled(
         order_id=ORDER_ID, user_id=USER_ID, total=2_500, previous_status="confirmed"
     ),
+    "inventory.stock_adjusted": StockAdjusted(sku="SKU-1", on_hand=10, reserved=2),
+    "inventory.stock_reserved": StockReserved(
+        order_id=ORDER_ID, items=[StockItem(sku="SKU-1", quantity=2)]
+    ),
+    "inventory.stock_rejected": StockRejected(
+        order_id=ORDER_ID, reason=StockRejectionReason.OUT_OF_STOCK, skus=["SKU-1"]
+    ),
+    "inventory.stock_released": StockReleased(
+        order_id=ORDER_ID, items=[StockItem(sku="SKU-1", quantity=2)]
+    ),
 }
 
 ALL_TYPES = sorted(EVENT_TYPES)
@@ -80,7 +96,9 @@ def committed_schema(event_type: str) -> dict[str, Any]:
 def wire_event(event_type: str) -> dict[str, Any]:
     """A CloudEvent of `event_type` exactly as a producer puts it on the broker."""
     data = SAMPLE_DATA[event_type]
-    subject = ORDER_ID if event_type.startswith("order.") else USER_ID
+    subject: UUID | str = ORDER_ID if event_type.startswith(("order.", "inventory.")) else USER_ID
+    if event_type == "inventory.stock_adjusted":
+        subject = "SKU-1"
     event = DomainEvent(data=data, subject=subject, aggregate_version=3, correlation_id=ORDER_ID)
     body: dict[str, Any] = json.loads(encode(wrap(event, source=catalogue.source_of(event_type))))
     return body
@@ -436,7 +454,9 @@ def test_every_event_type_is_sent_by_its_producing_service() -> None:
     operations = asyncapi()["operations"]
 
     for event_type in EVENT_TYPES:
-        service = "user_svc" if event_type.startswith("user.") else "order_svc"
+        service = {"user": "user_svc", "order": "order_svc", "inventory": "inventory_svc"}[
+            event_type.split(".")[0]
+        ]
         operation = operations[f"{service}_sends_{event_type.replace('.', '_')}"]
         assert operation["action"] == "send"
         assert operation["channel"] == {"$ref": f"#/channels/{event_type}"}

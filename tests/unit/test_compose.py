@@ -26,7 +26,8 @@ COMPOSE_FILE = REPO_ROOT / "compose.yaml"
 DEFINITIONS_FILE = REPO_ROOT / "broker" / "definitions.json"
 
 BACKING_SERVICES = ("postgres", "rabbitmq", "redis")
-APP_SERVICES = ("user_svc", "order_svc")
+APP_SERVICES = ("user_svc", "order_svc", "inventory_svc")
+VERIFYING_SERVICES = ("order_svc", "inventory_svc")
 CONTRACT_ENV = {
     "user_svc": (
         "USER_SVC_DATABASE_URL",
@@ -34,12 +35,20 @@ CONTRACT_ENV = {
         "JWT_SECRET",
         "USER_SVC_PORT",
         "RATE_LIMIT_STORAGE_URL",
+        "ADMIN_EMAILS",
     ),
     "order_svc": (
         "ORDER_SVC_DATABASE_URL",
         "AMQP_URL",
         "JWKS_URL",
         "ORDER_SVC_PORT",
+        "RATE_LIMIT_STORAGE_URL",
+    ),
+    "inventory_svc": (
+        "INVENTORY_SVC_DATABASE_URL",
+        "AMQP_URL",
+        "JWKS_URL",
+        "INVENTORY_SVC_PORT",
         "RATE_LIMIT_STORAGE_URL",
     ),
 }
@@ -122,7 +131,7 @@ def test_compose_file_parses_as_a_mapping_of_services() -> None:
     assert isinstance(compose.get("services"), dict)
 
 
-def test_compose_defines_the_backing_services_and_both_app_services(
+def test_compose_defines_the_backing_services_and_every_app_service(
     services: dict[str, dict[str, Any]],
 ) -> None:
     assert {*BACKING_SERVICES, *APP_SERVICES} <= services.keys()
@@ -172,14 +181,20 @@ def test_app_service_sets_the_contract_environment(
     assert missing == []
 
 
-def test_order_svc_holds_no_token_signing_secret(services: dict[str, dict[str, Any]]) -> None:
-    environment = environment_of(services["order_svc"])
+@pytest.mark.parametrize("app", VERIFYING_SERVICES)
+def test_a_verifying_service_holds_no_token_signing_secret(
+    services: dict[str, dict[str, Any]], app: str
+) -> None:
+    environment = environment_of(services[app])
 
     assert {"JWT_SECRET", "JWT_PRIVATE_KEY_FILE"}.isdisjoint(environment)
 
 
-def test_order_svc_fetches_token_keys_from_user_svc(services: dict[str, dict[str, Any]]) -> None:
-    jwks_url = urlsplit(environment_of(services["order_svc"])["JWKS_URL"] or "")
+@pytest.mark.parametrize("app", VERIFYING_SERVICES)
+def test_a_verifying_service_fetches_token_keys_from_user_svc(
+    services: dict[str, dict[str, Any]], app: str
+) -> None:
+    jwks_url = urlsplit(environment_of(services[app])["JWKS_URL"] or "")
 
     assert (jwks_url.hostname, jwks_url.port, jwks_url.path) == (
         "user_svc",

@@ -5,10 +5,6 @@ Every event type documented is in the catalogue (`shared.events.EVENT_TYPES`) wi
 documented `data` fields, and every catalogued type is documented; every route documented for a
 service is in that service's OpenAPI document (its app built, never started), and every route in
 it is documented.
-
-What the contract (v1.1) documents before it is built is listed once, in `NOT_YET_BUILT_*`:
-those entries may be missing from the code, and a test fails as soon as one of them exists,
-asking for it to be taken off the list (and its "v1.1" mark off the docs).
 """
 
 from __future__ import annotations
@@ -25,17 +21,6 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "contract"
 EVENTS_PAGE = DOCS / "events.md"
 HTTP_PAGE = DOCS / "http-api.md"
 
-NOT_YET_BUILT_EVENT_TYPES = {
-    "inventory.stock_adjusted",
-    "inventory.stock_reserved",
-    "inventory.stock_rejected",
-    "inventory.stock_released",
-}
-NOT_YET_BUILT_ROUTES = {
-    ("inventory_svc", "PUT /stock/{sku}"),
-    ("inventory_svc", "GET /stock/{sku}"),
-    ("inventory_svc", "GET /stock"),
-}
 
 # A row of the events table: | `type` | publisher | consumers | `{field, field}` | when |
 _EVENT_ROW = re.compile(
@@ -94,7 +79,7 @@ def test_every_catalogued_event_type_is_documented() -> None:
 
 
 def test_every_documented_event_type_is_catalogued() -> None:
-    missing = set(documented_events()) - set(EVENT_TYPES) - NOT_YET_BUILT_EVENT_TYPES
+    missing = set(documented_events()) - set(EVENT_TYPES)
     assert missing == set(), f"documented but not in shared.events.EVENT_TYPES: {sorted(missing)}"
 
 
@@ -104,37 +89,11 @@ def test_each_documented_data_has_exactly_the_models_fields() -> None:
             assert fields == set(EVENT_TYPES[event_type].model_fields), event_type
 
 
-def test_event_types_not_yet_built_are_documented() -> None:
-    assert set(documented_events()) >= NOT_YET_BUILT_EVENT_TYPES
-
-
-@pytest.mark.parametrize("event_type", sorted(NOT_YET_BUILT_EVENT_TYPES))
-def test_event_types_not_yet_built_are_really_missing(event_type: str) -> None:
-    assert event_type not in EVENT_TYPES, (
-        f"{event_type} is in the catalogue now: remove it from NOT_YET_BUILT_EVENT_TYPES in "
-        f"{Path(__file__).name}, and its 'v1.1' marks from docs/contract/"
-    )
-
-
 def test_every_documented_route_is_served(served_routes: set[tuple[str, str]]) -> None:
-    missing = documented_routes() - served_routes - NOT_YET_BUILT_ROUTES
+    missing = documented_routes() - served_routes
     assert missing == set(), f"documented but not served: {sorted(missing)}"
 
 
 def test_every_served_route_is_documented(served_routes: set[tuple[str, str]]) -> None:
     undocumented = served_routes - documented_routes()
     assert undocumented == set(), f"served but not in docs/contract/http-api.md: {undocumented}"
-
-
-def test_routes_not_yet_built_are_documented() -> None:
-    assert documented_routes() >= NOT_YET_BUILT_ROUTES
-
-
-@pytest.mark.parametrize("route", sorted(NOT_YET_BUILT_ROUTES))
-def test_routes_not_yet_built_are_really_missing(
-    route: tuple[str, str], served_routes: set[tuple[str, str]]
-) -> None:
-    assert route not in served_routes, (
-        f"{route} is served now: remove it from NOT_YET_BUILT_ROUTES in {Path(__file__).name}, "
-        "and its 'v1.1' marks from docs/contract/"
-    )

@@ -211,7 +211,7 @@ def test_prometheus_scrapes_both_services_and_rabbitmq(
     }
     app_targets = {
         f"{app}:{environment_of(services[app])[f'{app.upper()}_PORT']}"
-        for app in ("user_svc", "order_svc")
+        for app in ("user_svc", "order_svc", "inventory_svc")
     }
 
     assert app_targets | {"rabbitmq:15692"} <= targets
@@ -268,7 +268,7 @@ def test_prometheus_and_grafana_run_only_in_the_observability_profile(
 def test_the_system_itself_runs_without_a_profile(services: dict[str, dict[str, Any]]) -> None:
     profiled = [
         name
-        for name in ("postgres", "rabbitmq", "user_svc", "order_svc")
+        for name in ("postgres", "rabbitmq", "user_svc", "order_svc", "inventory_svc")
         if services[name].get("profiles")
     ]
 

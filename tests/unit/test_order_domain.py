@@ -1,4 +1,5 @@
-"""The order aggregate: placing an order and its state machine through the credit saga."""
+"""The order aggregate: placing an order and its state machine through the saga, whose two
+participants (credit and stock) both reserve before it is confirmed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from uuid import UUID
 
 import pytest
 
-from order_svc.domain import Item, Order, OrderStatus
+from order_svc.domain import Item, Order, OrderStatus, Participant
 from shared.errors import Conflict
 from shared.events import (
     CreditRejectionReason,
@@ -17,6 +18,8 @@ from shared.events import (
     OrderCreated,
     OrderItem,
     OrderRejected,
+    OrderRejectionReason,
+    StockRejectionReason,
 )
 
 ORDER_ID = UUID("00000000-0000-4000-8000-0000000000b1")
@@ -68,21 +71,58 @@ def test_placing_an_order_without_items_is_a_value_error() -> None:
         Order.place(id=ORDER_ID, user_id=USER_ID, items=(), now=PLACED_AT)
 
 
-def test_confirming_a_pending_order_confirms_it_at_version_2() -> None:
+def confirm(order: Order, now: datetime) -> None:
+    order.reserved(Participant.CREDIT, now)
+    order.reserved(Participant.STOCK, now)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(Participant.CREDIT, Participant.STOCK), (Participant.STOCK, Participant.CREDIT)],
+    ids=["credit-first", "stock-first"],
+)
+def test_an_order_both_participants_reserved_for_is_confirmed_at_version_2(
+    first: Participant, second: Participant
+) -> None:
     order = placed_order()
 
-    confirmed = order.confirm(LATER)
+    assert order.reserved(first, PLACED_AT) is True
+    assert order.reserved(second, LATER) is True
 
-    assert confirmed is True
     assert order.status is OrderStatus.CONFIRMED
+    assert order.reserved_by == {Participant.CREDIT, Participant.STOCK}
     assert order.version == 2
     assert order.updated_at == LATER
+
+
+@pytest.mark.parametrize("participant", list(Participant))
+def test_one_reservation_is_remembered_but_leaves_the_order_pending_as_it_was(
+    participant: Participant,
+) -> None:
+    order = placed_order()
+
+    assert order.reserved(participant, LATER) is True
+
+    assert order.status is OrderStatus.PENDING
+    assert order.reserved_by == {participant}
+    assert (order.version, order.updated_at) == (1, PLACED_AT)
+    assert order.events == []
+
+
+def test_the_same_participant_reserving_again_does_nothing() -> None:
+    order = placed_order()
+    order.reserved(Participant.CREDIT, PLACED_AT)
+
+    assert order.reserved(Participant.CREDIT, LATER) is False
+
+    assert order.status is OrderStatus.PENDING
+    assert order.reserved_by == {Participant.CREDIT}
 
 
 def test_confirming_a_pending_order_raises_order_confirmed() -> None:
     order = placed_order()
 
-    order.confirm(LATER)
+    confirm(order, LATER)
 
     [event] = order.events
     assert event.type == "order.confirmed"
@@ -92,7 +132,7 @@ def test_confirming_a_pending_order_raises_order_confirmed() -> None:
 
 
 def _confirm(order: Order) -> None:
-    order.confirm(PLACED_AT)
+    confirm(order, PLACED_AT)
 
 
 def _reject(order: Order) -> None:
@@ -106,18 +146,20 @@ def _cancel(order: Order) -> None:
 @pytest.mark.parametrize(
     "leave_pending", [_confirm, _reject, _cancel], ids=["confirmed", "rejected", "cancelled"]
 )
-def test_confirming_an_order_no_longer_pending_does_nothing(
-    leave_pending: Callable[[Order], None],
+@pytest.mark.parametrize("participant", list(Participant))
+def test_a_reservation_for_an_order_no_longer_pending_does_nothing(
+    leave_pending: Callable[[Order], None], participant: Participant
 ) -> None:
     order = placed_order()
     leave_pending(order)
     order.events.clear()
-    before = (order.status, order.version, order.updated_at, order.reason)
+    before = (order.status, order.version, order.updated_at, order.reason, order.reserved_by)
 
-    confirmed = order.confirm(LATER)
+    assert order.reserved(participant, LATER) is False
 
-    assert confirmed is False
-    assert (order.status, order.version, order.updated_at, order.reason) == before
+    assert (order.status, order.version, order.updated_at, order.reason, order.reserved_by) == (
+        before
+    )
     assert order.events == []
 
 
@@ -138,9 +180,43 @@ def test_rejecting_a_pending_order_records_the_reason_and_raises_order_rejected(
     )
 
 
+@pytest.mark.parametrize(
+    "reason",
+    [CreditRejectionReason.INSUFFICIENT_CREDIT, StockRejectionReason.OUT_OF_STOCK],
+    ids=["credit", "stock"],
+)
+def test_a_rejection_after_the_other_participant_reserved_rejects_with_its_reason(
+    reason: OrderRejectionReason,
+) -> None:
+    order = placed_order()
+    order.reserved(
+        Participant.STOCK if isinstance(reason, CreditRejectionReason) else Participant.CREDIT,
+        PLACED_AT,
+    )
+
+    assert order.reject(reason, LATER) is True
+
+    assert order.status is OrderStatus.REJECTED
+    assert order.reason is reason
+    assert order.version == 2
+    [event] = order.events
+    assert event.data == OrderRejected(order_id=ORDER_ID, user_id=USER_ID, reason=reason)
+
+
+def test_the_first_rejection_decides_the_reason() -> None:
+    order = placed_order()
+    order.reject(StockRejectionReason.OUT_OF_STOCK, PLACED_AT)
+    order.events.clear()
+
+    assert order.reject(CreditRejectionReason.INSUFFICIENT_CREDIT, LATER) is False
+
+    assert order.reason is StockRejectionReason.OUT_OF_STOCK
+    assert order.events == []
+
+
 def test_rejecting_an_order_no_longer_pending_does_nothing() -> None:
     order = placed_order()
-    order.confirm(PLACED_AT)
+    confirm(order, PLACED_AT)
     order.events.clear()
 
     rejected = order.reject(CreditRejectionReason.INSUFFICIENT_CREDIT, LATER)
@@ -170,7 +246,7 @@ def test_cancelling_a_pending_order_raises_order_cancelled_from_pending() -> Non
 
 def test_cancelling_a_confirmed_order_raises_order_cancelled_from_confirmed() -> None:
     order = placed_order()
-    order.confirm(PLACED_AT)
+    confirm(order, PLACED_AT)
     order.events.clear()
 
     order.cancel(LATER)

@@ -26,6 +26,7 @@ CONTRACT_ENV = (
     "RATE_LIMIT_WRITES",
     "RATE_LIMITS",
     "RATE_LIMIT_STORAGE_URL",
+    "ADMIN_EMAILS",
 )
 PRODUCTION_SECRET = "a-production-secret-of-at-least-32-bytes"
 
@@ -262,3 +263,15 @@ def test_a_rejected_jwt_secret_is_not_echoed_in_the_error(monkeypatch: pytest.Mo
         UserSettings()
 
     assert "too-short" not in str(error.value)
+
+
+def test_there_are_no_administrators_by_default() -> None:
+    assert UserSettings().admin_emails == frozenset()
+
+
+def test_administrators_are_read_from_admin_emails_ignoring_case_and_spaces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ADMIN_EMAILS", " Ada@Example.com,bob@example.com ,, ")
+
+    assert UserSettings().admin_emails == {"ada@example.com", "bob@example.com"}

@@ -19,9 +19,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from shared.errors import Unauthorized
 from shared.web.tokens import (
+    ADMIN_ROLE,
     ALGORITHM,
     AUDIENCE,
     ISSUER,
+    Caller,
     SigningKey,
     StaticKeys,
     TokenVerifier,
@@ -255,3 +257,37 @@ async def test_the_memory_of_verified_tokens_is_bounded() -> None:
         await tokens.user_id(token)
 
     assert keys.lookups == 4
+
+
+def test_a_token_issued_without_roles_has_no_roles_claim() -> None:
+    claims = jwt.decode(KEY.issue(USER_ID, ttl_seconds=60), options={"verify_signature": False})
+
+    assert "roles" not in claims
+
+
+def test_a_token_issued_with_the_admin_role_carries_it_as_a_list() -> None:
+    token = KEY.issue(USER_ID, ttl_seconds=60, roles=[ADMIN_ROLE])
+
+    assert jwt.decode(token, options={"verify_signature": False})["roles"] == ["admin"]
+
+
+async def test_a_verified_token_grants_the_roles_it_carries() -> None:
+    tokens = TokenVerifier(KEYS)
+
+    caller = await tokens.caller(KEY.issue(USER_ID, ttl_seconds=60, roles=[ADMIN_ROLE]))
+
+    assert caller == Caller(USER_ID, frozenset({ADMIN_ROLE}))
+    assert caller.is_admin
+
+
+async def test_a_verified_token_without_roles_grants_none() -> None:
+    caller = await TokenVerifier(KEYS).caller(KEY.issue(USER_ID, ttl_seconds=60))
+
+    assert caller.roles == frozenset()
+    assert not caller.is_admin
+
+
+@pytest.mark.parametrize("roles", ["admin", [1], {"admin": True}, None])
+async def test_a_token_whose_roles_are_not_a_list_of_strings_is_refused(roles: object) -> None:
+    with pytest.raises(Unauthorized):
+        await TokenVerifier(KEYS).caller(signed(valid_claims() | {"roles": roles}))

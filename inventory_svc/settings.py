@@ -1,0 +1,17 @@
+"""inventory_svc configuration (environment names from CONTRACT.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from shared.settings import VerifierSettings, env
+
+
+class InventorySettings(VerifierSettings):
+    host: Annotated[str, Field(validation_alias=env("INVENTORY_SVC_HOST"))] = "127.0.0.1"
+    port: Annotated[int, Field(gt=0, lt=65536, validation_alias=env("INVENTORY_SVC_PORT"))] = 8003
+    database_url: Annotated[str, Field(validation_alias=env("INVENTORY_SVC_DATABASE_URL"))] = (
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/inventory_svc"
+    )
