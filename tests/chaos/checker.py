@@ -308,11 +308,13 @@ async def _check_dead_letters(
     found = await snapshot.dead_letter_ids(stack.amqp_url)
     findings.dead_lettered = len(found)
     malformed = outside.malformed if outside is not None else {}
-    for message_id, queue in malformed.items():
-        if found.get(message_id) != queue:
-            findings.malformed_missing.append(f"malformed message {message_id} not in {queue}")
+    for message_id, queues in malformed.items():
+        if found.get(message_id) != queues:
+            findings.malformed_missing.append(
+                f"malformed message {message_id} not in exactly {', '.join(sorted(queues))}"
+            )
     findings.unexpected_dead_letters = [
-        f"{message_id} in {queue}"
-        for message_id, queue in found.items()
+        f"{message_id} in {', '.join(sorted(queues))}"
+        for message_id, queues in found.items()
         if message_id not in malformed
     ]

@@ -24,7 +24,7 @@ from typing import Any
 import aio_pika
 import asyncpg
 
-from broker.topology import ORDER_SVC_QUEUE, USER_SVC_QUEUE
+from broker.topology import TOPOLOGY
 from shared.persistence.database import dsn
 from tests.chaos.transient import through_outages
 from tests.support.events import cloud_event
@@ -56,8 +56,8 @@ class OutsidePublisher:
     order_db: str
     users: Sequence[uuid.UUID]
     rng: random.Random
-    malformed: dict[str, str] = field(default_factory=dict)
-    """message id -> the dead-letter queue it must end in"""
+    malformed: dict[str, frozenset[str]] = field(default_factory=dict)
+    """message id -> the dead-letter queues it must end in: of each queue bound to its key"""
     duplicates_published: int = 0
     reordered_published: int = 0
     fake_customers: dict[uuid.UUID, ExpectedCustomer] = field(default_factory=dict)
@@ -91,8 +91,11 @@ class OutsidePublisher:
     async def publish_malformed(self) -> str:
         messages = _malformed_messages()
         for message in messages:
-            queue = USER_SVC_QUEUE if message.routing_key.startswith("order.") else ORDER_SVC_QUEUE
-            self.malformed[message.message_id] = queue.dead_letter_queue
+            self.malformed[message.message_id] = frozenset(
+                queue.dead_letter_queue
+                for queue in TOPOLOGY.queues
+                if message.routing_key in queue.bindings
+            )
         await _publish_all(self.amqp_url, messages)
         return f"{len(messages)} malformed messages"
 

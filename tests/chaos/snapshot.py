@@ -178,14 +178,14 @@ async def _queue_depths(amqp_url: str) -> dict[str, int]:
         return depths
 
 
-async def dead_letter_ids(amqp_url: str) -> dict[str, str]:
-    """message id -> DLQ, for every message in every DLQ (left where it is)."""
+async def dead_letter_ids(amqp_url: str) -> dict[str, frozenset[str]]:
+    """message id -> the DLQs holding it, for every message in every DLQ (left where it is)."""
     return await through_outages(lambda: _dead_letter_ids(amqp_url))
 
 
-async def _dead_letter_ids(amqp_url: str) -> dict[str, str]:
-    return {
-        str(message.message_id): queue.dead_letter_queue
-        for queue in TOPOLOGY.queues
-        for message in await dead_letters(amqp_url, queue.dead_letter_queue)
-    }
+async def _dead_letter_ids(amqp_url: str) -> dict[str, frozenset[str]]:
+    found: dict[str, set[str]] = {}
+    for queue in TOPOLOGY.queues:
+        for message in await dead_letters(amqp_url, queue.dead_letter_queue):
+            found.setdefault(str(message.message_id), set()).add(queue.dead_letter_queue)
+    return {message_id: frozenset(queues) for message_id, queues in found.items()}

@@ -27,6 +27,8 @@ from tests.support.settings import JWT_SECRET, NO_RATE_LIMITS, SIGNING_KEY
 
 SERVICES = ("user_svc", "order_svc", "inventory_svc")
 REPLICAS_PER_SERVICE = 2
+# Six processes import and migrate at once on a shared machine: give them the failover stack's time.
+READY_TIMEOUT_SECONDS = 120
 
 
 @dataclass(eq=False)
@@ -107,7 +109,9 @@ class ChaosStack:
         # Replicas of a service start together and migrate under an advisory lock.
         for replica in self.replicas:
             replica.process.start()
-        await asyncio.gather(*(r.process.wait_ready() for r in self.replicas))
+        await asyncio.gather(
+            *(r.process.wait_ready(timeout=READY_TIMEOUT_SECONDS) for r in self.replicas)
+        )
 
     def _process(
         self, service: str, name: str, database: TcpProxy, broker: TcpProxy
