@@ -20,7 +20,6 @@ Everything is built by pure functions with a fixed order, so the output is byte-
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -460,29 +459,13 @@ CATALOGUE = GeneratedFiles(
     name="event catalogue",
     command="python -m broker.catalogue",
     render=rendered_files,
+    description="Generate the event catalogue (JSON Schemas, AsyncAPI) from the code.",
+    directory=DEFAULT_DIR,
     owned=((EVENTS_DIR, f"*{SCHEMA_SUFFIX}"),),
 )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m broker.catalogue",
-        description="Generate the event catalogue (JSON Schemas, AsyncAPI) from the code.",
-    )
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="write nothing; exit 1 listing the files that differ from what the code generates",
-    )
-    parser.add_argument(
-        "--dir",
-        type=Path,
-        default=DEFAULT_DIR,
-        help=f"catalogue directory (default: {DEFAULT_DIR})",
-    )
-    args = parser.parse_args(argv)
-    return CATALOGUE.run(args.dir, check=args.check)
-
+main = CATALOGUE.main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -9,8 +9,9 @@ or left over from something the code no longer has (a removed event type, a remo
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +19,13 @@ from pathlib import Path
 @dataclass(frozen=True, kw_only=True)
 class GeneratedFiles:
     """`render` gives every file's text by its path relative to the target directory. In each
-    `owned` folder (relative path, glob) a matching file that is not rendered is a leftover."""
+    `owned` folder (relative path, glob) a matching file that is not rendered is a leftover.
+    `command` is the command line that (re)writes them into `directory` by default."""
 
     name: str
     command: str
+    description: str
+    directory: Path
     render: Callable[[], Mapping[str, str]]
     owned: tuple[tuple[str, str], ...]
 
@@ -70,3 +74,20 @@ class GeneratedFiles:
             print(f"  {name}", file=sys.stderr)
         print(f"regenerate with: {self.command}", file=sys.stderr)
         return 1
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        """The generator's command line: `<command> [--check] [--dir DIR]`."""
+        parser = argparse.ArgumentParser(prog=self.command, description=self.description)
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="write nothing; exit 1 listing the files that differ from what the code generates",
+        )
+        parser.add_argument(
+            "--dir",
+            type=Path,
+            default=self.directory,
+            help=f"where the files go (default: {self.directory})",
+        )
+        args = parser.parse_args(argv)
+        return self.run(args.dir, check=args.check)

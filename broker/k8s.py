@@ -247,6 +247,8 @@ def rendered_files(topology: Topology = TOPOLOGY) -> dict[str, str]:
 RESOURCES = GeneratedFiles(
     name="generated Kubernetes resources",
     command="python -m broker k8s",
+    description="The broker's topology and accounts as Kubernetes resources, from the code.",
+    directory=DEFAULT_DIR,
     render=rendered_files,
     owned=((TOPOLOGY_DIR, "*.yaml"),),
 )

@@ -16,11 +16,9 @@ A service of the contract whose package is not in this checkout yet is left out.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.util
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -65,29 +63,13 @@ DOCUMENTS = GeneratedFiles(
     name="OpenAPI documents",
     command="python -m docsite.openapi",
     render=rendered_files,
+    description="Write each service's OpenAPI document, generated from its code.",
+    directory=DEFAULT_DIR,
     owned=((FOLDER, f"*{SUFFIX}"),),
 )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m docsite.openapi",
-        description="Write each service's OpenAPI document, generated from its code.",
-    )
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="write nothing; exit 1 listing the files that differ from what the code generates",
-    )
-    parser.add_argument(
-        "--dir",
-        type=Path,
-        default=DEFAULT_DIR,
-        help=f"catalogue directory (default: {DEFAULT_DIR})",
-    )
-    args = parser.parse_args(argv)
-    return DOCUMENTS.run(args.dir, check=args.check)
-
+main = DOCUMENTS.main
 
 if __name__ == "__main__":
     raise SystemExit(main())
