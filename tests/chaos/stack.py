@@ -27,6 +27,9 @@ from tests.support.settings import ADMIN_EMAIL, JWT_SECRET, NO_RATE_LIMITS, SIGN
 
 SERVICES = ("user_svc", "order_svc", "inventory_svc")
 REPLICAS_PER_SERVICE = 2
+READY_TIMEOUT_SECONDS = 240
+"""Six replicas importing and migrating at once on a shared, busy two-core machine took more
+than two minutes."""
 
 
 @dataclass(eq=False)
@@ -107,7 +110,9 @@ class ChaosStack:
         # Replicas of a service start together and migrate under an advisory lock.
         for replica in self.replicas:
             replica.process.start()
-        await asyncio.gather(*(r.process.wait_ready() for r in self.replicas))
+        await asyncio.gather(
+            *(r.process.wait_ready(timeout=READY_TIMEOUT_SECONDS) for r in self.replicas)
+        )
 
     def _process(
         self, service: str, name: str, database: TcpProxy, broker: TcpProxy

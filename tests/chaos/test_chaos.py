@@ -17,11 +17,14 @@ import pytest
 from tests.chaos.faults import FaultKind
 from tests.chaos.plan import CONVERGENCE_TIMEOUT_SECONDS, ChaosPlan
 from tests.chaos.report import ChaosRun
+from tests.chaos.stack import READY_TIMEOUT_SECONDS
 
 # The first test's time includes the whole run (stack, load with its faults, convergence).
 pytestmark = [
     pytest.mark.chaos,
-    pytest.mark.timeout(120 + 3 * ChaosPlan.from_env().load_seconds + CONVERGENCE_TIMEOUT_SECONDS),
+    pytest.mark.timeout(
+        READY_TIMEOUT_SECONDS + 3 * ChaosPlan.from_env().load_seconds + CONVERGENCE_TIMEOUT_SECONDS
+    ),
 ]
 
 
