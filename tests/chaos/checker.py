@@ -1,20 +1,27 @@
 """After the last fault: wait for the system to converge, then judge what it converged to.
 
-Converged means: every acknowledged order is in the database and in a terminal state, both
-outboxes are fully published, every published event a service consumes is in its inbox, and
-the service queues and their delay queues are empty. Then, from both databases and the DLQs:
+Converged means: every acknowledged order is in the database and in a terminal state, every
+outbox is fully published, every published event a service consumes is in its inbox, and
+the service queues and their delay queues are empty. Then, from the three databases and the DLQs:
 
-- lost: an acknowledged order missing, or still pending;
-- decisions: each order's terminal state is the one its user's credit decision allows
-  (confirmed = reserved, rejected = rejected for that reason, cancelled = never left reserved),
-  and replaying each user's decisions in order, every reservation fit in the credit left and
-  every rejection for insufficient credit did not;
-- invariant: for every user, `credit_reserved` = the totals of their confirmed orders, and at
-  most `credit_limit`;
-- duplicated effects: one decision per order in `credit_reservations`; at most one credit
-  decision and one release per order in user_svc's outbox; exactly one `order.created` and at
-  most one of each later order event in order_svc's outbox; versions that their history
-  explains (an order's and a user's); one order per idempotency key;
+- lost: an acknowledged order missing, or still pending, or without a credit or stock decision;
+- decisions: each order's terminal state is the one its two participants' decisions allow
+  (confirmed = both reserved, rejected = one of them rejected it for that reason and the other
+  holds nothing, cancelled = neither left reserved); replaying each user's decisions in order,
+  every reservation fit in the credit left and every rejection for insufficient credit did not;
+  replaying each SKU's decisions in order, every reservation fit in the stock available and
+  every rejection for stock named a SKU that really fell short;
+- credit invariant: for every user, `credit_reserved` = the totals of their confirmed orders,
+  and at most `credit_limit`;
+- stock invariant: for every stock-managed SKU, `reserved` = its quantities over confirmed
+  orders, and `0 <= reserved <= on_hand`; no stock reservation held for an order that is not
+  confirmed;
+- duplicated effects: one decision per order in `credit_reservations` and in
+  `stock_reservations`; at most one credit decision, one stock decision and one release of each
+  per order in the participants' outboxes; exactly one `order.created` and at most one of each
+  later order event in order_svc's outbox; versions that their history explains (an order's, a
+  user's, a stock's); the reserved credit and stock their events add up to; one order per
+  idempotency key;
 - every malformed message published is in the right DLQ, and nothing else is;
 - nothing unpublished in either outbox;
 - the outside publisher's reordered events ended where in-order delivery would have.
@@ -31,7 +38,7 @@ from typing import Protocol
 from tests.chaos import snapshot
 from tests.chaos.load import LoadResult
 from tests.chaos.outside_events import OutsidePublisher
-from tests.chaos.snapshot import Snapshot
+from tests.chaos.snapshot import Order, Snapshot
 from tests.support.waiting import eventually
 
 TERMINAL = {"confirmed", "rejected", "cancelled"}
@@ -47,10 +54,16 @@ class Deployment(Protocol):
     def order_db(self) -> str: ...
 
     @property
+    def inventory_db(self) -> str: ...
+
+    @property
     def amqp_url(self) -> str: ...
 
 
 ORDER_STEPS = ("order.confirmed", "order.rejected", "order.cancelled")
+OUT_OF_STOCK = "out_of_stock"
+# What a participant may hold for an order that ended without being confirmed.
+NOT_HELD = {"rejected", "released", "cancelled"}
 
 
 @dataclass(frozen=True)
@@ -82,7 +95,7 @@ async def wait_for_convergence(
 
 async def _not_converged_because(stack: Deployment, load: LoadResult) -> str:
     """Why the system has not converged yet, or "" once it has."""
-    state = await snapshot.take(user_db=stack.user_db, order_db=stack.order_db)
+    state = await _snapshot(stack)
     pending = [o.id for o in state.orders.values() if o.status == "pending"]
     present = {str(o) for o in state.orders}
     missing = [i for i in load.acknowledged.values() if i not in present]
@@ -103,9 +116,12 @@ async def _not_converged_because(stack: Deployment, load: LoadResult) -> str:
 class Findings:
     orders: Counter[str] = field(default_factory=Counter)
     """orders in order_svc's database, by status"""
+    rejections: Counter[str] = field(default_factory=Counter)
+    """rejected orders, by reason"""
     lost: list[str] = field(default_factory=list)
     wrong_decisions: list[str] = field(default_factory=list)
     invariant_violations: list[str] = field(default_factory=list)
+    stock_violations: list[str] = field(default_factory=list)
     duplicated: list[str] = field(default_factory=list)
     dead_lettered: int = 0
     malformed_missing: list[str] = field(default_factory=list)
@@ -113,10 +129,22 @@ class Findings:
     unpublished: dict[str, int] = field(default_factory=dict)
     reorder_violations: list[str] = field(default_factory=list)
     users_checked: int = 0
+    skus_checked: int = 0
+    skus_sold_out: int = 0
+    """stock-managed SKUs with nothing available at rest"""
 
     @property
     def invariant_holds(self) -> bool:
         return not self.invariant_violations
+
+    @property
+    def stock_invariant_holds(self) -> bool:
+        return not self.stock_violations
+
+    @property
+    def out_of_stock(self) -> int:
+        """orders rejected because stock ran out"""
+        return self.rejections[OUT_OF_STOCK]
 
 
 async def check(
@@ -124,20 +152,32 @@ async def check(
 ) -> Findings:
     """Judge the converged state; without an outside publisher, every dead letter is
     unexpected."""
-    state = await snapshot.take(user_db=stack.user_db, order_db=stack.order_db)
+    state = await _snapshot(stack)
     findings = Findings(
-        orders=Counter(o.status for o in state.orders.values()), unpublished=state.unpublished
+        orders=Counter(o.status for o in state.orders.values()),
+        rejections=Counter(o.reason or "" for o in state.orders.values() if o.status == "rejected"),
+        unpublished=state.unpublished,
     )
     _check_orders_acknowledged(state, load, findings)
     _check_decisions(state, findings)
+    _check_stock_decisions(state, findings)
     _check_users(state, load, findings)
+    _check_stocks(state, load, findings)
     _check_credit_history(state, findings)
+    _check_stock_history(state, findings)
     _check_order_events(state, findings)
     _check_user_events(state, findings)
+    _check_stock_events(state, findings)
     if outside is not None:
         _check_reordered(state, outside, findings)
     await _check_dead_letters(stack, outside, findings)
     return findings
+
+
+async def _snapshot(stack: Deployment) -> Snapshot:
+    return await snapshot.take(
+        user_db=stack.user_db, order_db=stack.order_db, inventory_db=stack.inventory_db
+    )
 
 
 def _check_orders_acknowledged(state: Snapshot, load: LoadResult, findings: Findings) -> None:
@@ -155,13 +195,19 @@ def _check_orders_acknowledged(state: Snapshot, load: LoadResult, findings: Find
             findings.duplicated.append(f"order {order.id} was never asked for by the load")
 
 
+def _allowed(order: Order, *, rejects_for: set[str]) -> set[str]:
+    """The states a participant's decision may be in at rest, for an order in its final state:
+    `rejects_for` are the reasons this participant rejects for."""
+    if order.status == "confirmed":
+        return {"reserved"}
+    if order.status == "rejected" and order.reason in rejects_for:
+        return {"rejected"}
+    # Rejected by the other participant, or cancelled (while pending: a tombstone, or rejected
+    # first; after confirmed: released): nothing held either way.
+    return NOT_HELD
+
+
 def _check_decisions(state: Snapshot, findings: Findings) -> None:
-    allowed = {
-        "confirmed": {"reserved"},
-        "rejected": {"rejected"},
-        # cancelled while pending (tombstone, or rejected first), or released after confirmed
-        "cancelled": {"cancelled", "rejected", "released"},
-    }
     for order in state.orders.values():
         if order.status not in TERMINAL:
             continue  # already counted as lost
@@ -169,15 +215,40 @@ def _check_decisions(state: Snapshot, findings: Findings) -> None:
         if reservation is None:
             findings.lost.append(f"order {order.id} ({order.status}) has no credit decision")
             continue
-        if reservation.state not in allowed.get(order.status, set()):
+        credit_reasons = {"insufficient_credit", "user_inactive", "unknown_user"}
+        if reservation.state not in _allowed(order, rejects_for=credit_reasons):
             findings.wrong_decisions.append(
-                f"order {order.id} is {order.status} but its reservation is {reservation.state}"
+                f"order {order.id} is {order.status} ({order.reason}) but its credit "
+                f"reservation is {reservation.state}"
             )
         if reservation.amount != order.total or reservation.user_id != order.user_id:
             findings.wrong_decisions.append(f"order {order.id}: reservation does not match it")
-        if order.status == "rejected" and order.reason != reservation.reason:
+        if order.reason in credit_reasons and order.reason != reservation.reason:
             findings.wrong_decisions.append(
                 f"order {order.id} rejected for {order.reason}, user_svc said {reservation.reason}"
+            )
+
+
+def _check_stock_decisions(state: Snapshot, findings: Findings) -> None:
+    """Each order's stock decision: the state its order allows, holding exactly the order's
+    stock-managed quantities."""
+    for order in state.orders.values():
+        if order.status not in TERMINAL:
+            continue  # already counted as lost
+        reservation = state.stock_reservations.get(order.id)
+        if reservation is None:
+            findings.lost.append(f"order {order.id} ({order.status}) has no stock decision")
+            continue
+        if reservation.status not in _allowed(order, rejects_for={OUT_OF_STOCK}):
+            findings.wrong_decisions.append(
+                f"order {order.id} is {order.status} ({order.reason}) but its stock "
+                f"reservation is {reservation.status}"
+            )
+        managed = {s: q for s, q in order.quantities.items() if s in state.stocks}
+        if reservation.status in ("reserved", "released") and reservation.items != managed:
+            findings.wrong_decisions.append(
+                f"order {order.id} needs {managed} of managed stock, its reservation holds "
+                f"{reservation.items}"
             )
 
 
@@ -220,6 +291,72 @@ def _check_users(state: Snapshot, load: LoadResult, findings: Findings) -> None:
             )
 
 
+def _check_stocks(state: Snapshot, load: LoadResult, findings: Findings) -> None:
+    confirmed: Counter[str] = Counter()
+    for order in state.orders.values():
+        if order.status == "confirmed":
+            confirmed.update(order.quantities)
+    held = _stock_held(state, findings)
+    from_events, changes = _stock_changes(state)
+    for sku, on_hand in load.stock.items():
+        row = state.stocks.get(sku)
+        if row is None:
+            findings.lost.append(f"stock of {sku} is not in inventory_svc's database")
+            continue
+        findings.skus_checked += 1
+        findings.skus_sold_out += row.reserved == row.on_hand
+        if row.on_hand != on_hand:
+            findings.stock_violations.append(f"{sku}: on_hand {row.on_hand}, set to {on_hand}")
+        if row.reserved != confirmed[sku]:
+            findings.stock_violations.append(
+                f"{sku}: reserved {row.reserved}, confirmed orders hold {confirmed[sku]}"
+            )
+        if not 0 <= row.reserved <= row.on_hand:
+            findings.stock_violations.append(f"{sku}: reserved {row.reserved} of {row.on_hand}")
+        if row.reserved != held[sku]:
+            findings.duplicated.append(
+                f"{sku}: reserved {row.reserved}, but its reservations hold {held[sku]}"
+            )
+        if row.reserved != from_events[sku]:
+            findings.duplicated.append(
+                f"{sku}: reserved {row.reserved}, but its events add up to {from_events[sku]}"
+            )
+        if row.version != 1 + changes[sku]:
+            findings.duplicated.append(
+                f"{sku} is at version {row.version} after {changes[sku]} changes"
+            )
+
+
+def _stock_held(state: Snapshot, findings: Findings) -> Counter[str]:
+    """What the reservations in `reserved` state hold, per SKU; each must be of a confirmed
+    order."""
+    held: Counter[str] = Counter()
+    for reservation in state.stock_reservations.values():
+        if reservation.status != "reserved":
+            continue
+        held.update(reservation.items)
+        holder = state.orders.get(reservation.order_id)
+        if holder is None or holder.status != "confirmed":
+            findings.stock_violations.append(
+                f"stock held for order {reservation.order_id}, which is "
+                f"{'unknown' if holder is None else holder.status}"
+            )
+    return held
+
+
+def _stock_changes(state: Snapshot) -> tuple[Counter[str], Counter[str]]:
+    """Per SKU: what its reservation events add up to, and how many changed it."""
+    from_events: Counter[str] = Counter()
+    changes: Counter[str] = Counter()
+    for event in state.stock_events:
+        if event.type in ("inventory.stock_reserved", "inventory.stock_released"):
+            sign = 1 if event.type == "inventory.stock_reserved" else -1
+            for sku, quantity in event.items.items():
+                from_events[sku] += sign * quantity
+                changes[sku] += 1
+    return from_events, changes
+
+
 def _check_credit_history(state: Snapshot, findings: Findings) -> None:
     """Replay each user's credit decisions in the order they were taken: every reservation fit
     the limit, and every rejection for insufficient credit really did not fit."""
@@ -241,6 +378,35 @@ def _check_credit_history(state: Snapshot, findings: Findings) -> None:
             if event.reason == "insufficient_credit" and fits:
                 findings.wrong_decisions.append(
                     f"order {event.order_id} rejected though {user.id} had the credit for it"
+                )
+
+
+def _check_stock_history(state: Snapshot, findings: Findings) -> None:
+    """Replay each SKU's stock decisions in the order they were taken: every reservation fit
+    what was available, and every rejection named a SKU the order really needed more of."""
+    reserved: Counter[str] = Counter()
+    for event in state.stock_events:
+        if event.type == "inventory.stock_reserved":
+            reserved.update(event.items)
+            for sku in event.items:
+                stock = state.stocks.get(sku)
+                if stock is None or reserved[sku] > stock.on_hand:
+                    findings.wrong_decisions.append(
+                        f"order {event.order_id} reserved {sku} beyond its stock"
+                    )
+        elif event.type == "inventory.stock_released":
+            reserved.subtract(event.items)
+        elif event.type == "inventory.stock_rejected" and event.order_id is not None:
+            order = state.orders.get(event.order_id)
+            if order is None:
+                continue
+            if not event.skus or any(
+                sku not in state.stocks
+                or order.quantities[sku] <= state.stocks[sku].on_hand - reserved[sku]
+                for sku in event.skus
+            ):
+                findings.wrong_decisions.append(
+                    f"order {event.order_id} rejected for {event.skus} though they were available"
                 )
 
 
@@ -281,6 +447,28 @@ def _check_user_events(state: Snapshot, findings: Findings) -> None:
             findings.duplicated.append(f"order {order_id}: released but never reserved")
 
 
+def _check_stock_events(state: Snapshot, findings: Findings) -> None:
+    counts: dict[uuid.UUID, Counter[str]] = defaultdict(Counter)
+    for event in state.stock_events:
+        if event.order_id is not None:
+            counts[event.order_id][event.type] += 1
+    for order_id, seen in counts.items():
+        reserved, released = seen["inventory.stock_reserved"], seen["inventory.stock_released"]
+        decisions = reserved + seen["inventory.stock_rejected"]
+        if decisions > 1:
+            findings.duplicated.append(f"order {order_id}: {decisions} stock decisions")
+        if released > 1:
+            findings.duplicated.append(f"order {order_id}: stock released {released} times")
+        if released > reserved:
+            findings.duplicated.append(f"order {order_id}: stock released but never reserved")
+        reservation = state.stock_reservations.get(order_id)
+        if reservation is not None and reservation.version != 1 + released:
+            findings.duplicated.append(
+                f"stock reservation of order {order_id} is at version {reservation.version} "
+                f"after {released} releases"
+            )
+
+
 def _check_reordered(state: Snapshot, outside: OutsidePublisher, findings: Findings) -> None:
     for user_id, expected in outside.fake_customers.items():
         customer = state.customers.get(user_id)
@@ -294,11 +482,19 @@ def _check_reordered(state: Snapshot, outside: OutsidePublisher, findings: Findi
             )
     findings.reorder_violations += outside.not_applied
     decided = {e.order_id for e in state.user_events if e.order_id is not None}
+    decided |= {e.order_id for e in state.stock_events if e.order_id is not None}
     for order_id in outside.cancelled_before_created:
-        reservation = state.reservations.get(order_id)
-        if reservation is None or reservation.state != "cancelled" or order_id in decided:
+        credit = state.reservations.get(order_id)
+        stock = state.stock_reservations.get(order_id)
+        if (
+            credit is None
+            or credit.state != "cancelled"
+            or stock is None
+            or stock.status != "cancelled"
+            or order_id in decided
+        ):
             findings.reorder_violations.append(
-                f"order {order_id}, cancelled before it was created, ended as {reservation}"
+                f"order {order_id}, cancelled before it was created, ended as {credit}, {stock}"
             )
 
 
@@ -309,12 +505,13 @@ async def _check_dead_letters(
     findings.dead_lettered = len(found)
     malformed = outside.malformed if outside is not None else {}
     for message_id, queues in malformed.items():
-        if found.get(message_id) != queues:
+        if found.get(message_id, set()) != queues:
             findings.malformed_missing.append(
-                f"malformed message {message_id} not in exactly {', '.join(sorted(queues))}"
+                f"malformed message {message_id} in {sorted(found.get(message_id, ()))}, "
+                f"not in {sorted(queues)}"
             )
     findings.unexpected_dead_letters = [
-        f"{message_id} in {', '.join(sorted(queues))}"
+        f"{message_id} in {sorted(queues)}"
         for message_id, queues in found.items()
         if message_id not in malformed
     ]

@@ -26,6 +26,7 @@ from tests.chaos.stack import ChaosStack
 from tests.support.servers.postgres import PostgresNode
 from tests.support.servers.rabbitmq import RabbitNode
 from tests.support.servers.registry import ServerRun
+from tests.support.settings import ADMIN_EMAIL
 
 REPORTS = pytest.StashKey[list[str]]()
 
@@ -53,14 +54,17 @@ async def chaos_run(
         load = LoadGenerator(
             user_urls=[r.url for r in stack.replicas_of("user_svc")],
             order_urls=[r.url for r in stack.replicas_of("order_svc")],
+            stock_urls=[r.url for r in stack.replicas_of("inventory_svc")],
             rng=random.Random(f"{plan.seed}-load"),
             credit_limit=CREDIT_LIMIT,
         )
         users = await load.register_users(plan.users)
+        await load.stock_up(admin_email=ADMIN_EMAIL, orders=plan.orders)
         outside = OutsidePublisher(
             amqp_url=stack.amqp_url,
             user_db=stack.user_db,
             order_db=stack.order_db,
+            inventory_db=stack.inventory_db,
             users=[u.id for u in users],
             rng=random.Random(f"{plan.seed}-outside"),
         )

@@ -2,7 +2,9 @@
 
 Faults run one after the other, each at its slot in the schedule (or as soon as the previous one
 is over, if that took longer), so the run is bounded in count and in time; `finished` tells the
-load generator when the last one is over. Each one is recorded
+load generator when the last one is over. The faults that hit one replica (a SIGKILL, a TCP
+fault on its database or broker link) take the services in turn, so every service, inventory_svc
+too, is hit as soon as there are that many of them. Each one is recorded
 with its kind, its target and when it started and ended; the last end is where the time to
 converge is measured from.
 """
@@ -19,7 +21,7 @@ from enum import StrEnum
 
 from tests.chaos import servers
 from tests.chaos.outside_events import OutsidePublisher
-from tests.chaos.stack import ChaosStack, Replica
+from tests.chaos.stack import SERVICES, ChaosStack, Replica
 from tests.support.proxy import TcpProxy
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ class FaultInjector:
     rng: random.Random
     injected: list[Fault] = field(default_factory=list)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    turn: int | None = None
+    """whose turn it is to lose a replica: an index into SERVICES, counting up"""
 
     async def run(self, kinds: Sequence[FaultKind], *, interval: float) -> None:
         """Inject `kinds` in order, the i-th at `(i + 0.5) * interval` after the start."""
@@ -97,8 +101,16 @@ class FaultInjector:
             FaultKind.MALFORMED_EVENTS: self.outside.publish_malformed,
         }
 
+    def _replica(self) -> Replica:
+        """A replica of the next service in turn (from a random first one)."""
+        if self.turn is None:
+            self.turn = self.rng.randrange(len(SERVICES))
+        service = SERVICES[self.turn % len(SERVICES)]
+        self.turn += 1
+        return self.rng.choice(self.stack.replicas_of(service))
+
     async def _kill_replica(self) -> str:
-        replica = self.rng.choice(self.stack.replicas)
+        replica = self._replica()
         replica.process.kill()
         # Down for a moment, while the load and the messages go to the other replica.
         await asyncio.sleep(REPLICA_DOWN_SECONDS)
@@ -134,7 +146,7 @@ class FaultInjector:
         return f"{replica.name} -> {name}, {connections} connections"
 
     def _link(self) -> tuple[Replica, TcpProxy, str]:
-        replica = self.rng.choice(self.stack.replicas)
+        replica = self._replica()
         if self.rng.random() < 0.5:
             return replica, replica.database, "postgresql"
         return replica, replica.broker, "rabbitmq"

@@ -1,5 +1,10 @@
-"""The load generator: many users place orders (some over their credit, some cancelled) while
-faults are injected, as well-behaved clients would.
+"""The load generator: many users place orders (some over their credit, some cancelled, some
+for stock that runs out) while faults are injected, as well-behaved clients would.
+
+Before the load, an administrator (an email in user_svc's `ADMIN_EMAILS`) gives a few SKUs their
+stock through inventory_svc's API: half of them too little for the orders that will ask for them,
+so they sell out and later orders are rejected `out_of_stock`, half plenty. Orders mix lines of
+those stock-managed SKUs with lines of SKUs that have no stock record.
 
 Clients talk straight to the replicas' HTTP ports, spreading requests over the replicas of a
 service like a load balancer. A request that fails the way a fault makes it fail (connection
@@ -39,6 +44,10 @@ REQUEST_TIMEOUT_SECONDS = 10.0
 CANCEL_SHARE = 0.15
 TAIL_SHARE = 0.05
 OVER_LIMIT_SHARE = 0.05
+STOCK_MANAGED_SKUS = 6
+STOCK_LINE_SHARE = 0.4
+SCARCE_ORDERS_PER_UNIT = 10
+"""A scarce SKU has one unit per this many orders of the load: less than they ask for."""
 TOKEN_TTL_SECONDS = 6 * 3600
 PASSWORD = "correct horse battery"
 
@@ -69,6 +78,8 @@ class OrderIntent:
 @dataclass
 class LoadResult:
     users: list[User] = field(default_factory=list)
+    stock: dict[str, int] = field(default_factory=dict)
+    """Every stock-managed SKU and the on_hand it was given."""
     sent: dict[str, OrderIntent] = field(default_factory=dict)
     """Every order intent sent at least once, by idempotency key."""
     acknowledged: dict[str, str] = field(default_factory=dict)
@@ -142,6 +153,7 @@ class Replicas:
 class LoadGenerator:
     user_urls: Sequence[str]
     order_urls: Sequence[str]
+    stock_urls: Sequence[str]
     rng: random.Random
     credit_limit: int
     result: LoadResult = field(default_factory=LoadResult)
@@ -160,8 +172,30 @@ class LoadGenerator:
             await users.aclose()
         return self.result.users
 
-    async def _register(self, users: Replicas) -> User:
-        email = f"chaos-{uuid.uuid4().hex[:12]}@example.com"
+    async def stock_up(self, *, admin_email: str, orders: int) -> dict[str, int]:
+        """As the administrator, give each stock-managed SKU its stock: for a load of `orders`,
+        half of them scarce, half plenty."""
+        users = Replicas(self.user_urls, self.result, self.rng)
+        stock = Replicas(self.stock_urls, self.result, self.rng)
+        try:
+            await self._register(users, admin_email)
+            login = await users.request(
+                "POST", "/auth/token", data={"username": admin_email, "password": PASSWORD}
+            )
+            token = _expect(login, 200)["access_token"]
+            for number in range(STOCK_MANAGED_SKUS):
+                sku = f"STOCK-{number}"
+                scarce = number % 2 == 0
+                on_hand = max(1, orders // SCARCE_ORDERS_PER_UNIT) if scarce else orders
+                await _set_stock(stock, token, sku, on_hand)
+                self.result.stock[sku] = on_hand
+        finally:
+            await users.aclose()
+            await stock.aclose()
+        return self.result.stock
+
+    async def _register(self, users: Replicas, email: str | None = None) -> User:
+        email = email or f"chaos-{uuid.uuid4().hex[:12]}@example.com"
         created = await users.request(
             "POST", "/users", json={"email": email, "name": "Chaos", "password": PASSWORD}
         )
@@ -186,10 +220,7 @@ class LoadGenerator:
                     _item(1, self.rng.randint(self.credit_limit + 1, 2 * self.credit_limit)),
                 )
             else:
-                items = tuple(
-                    _item(self.rng.randint(1, 2), self.rng.randint(50, 800))
-                    for _ in range(self.rng.randint(1, 3))
-                )
+                items = tuple(self._line() for _ in range(self.rng.randint(1, 3)))
             cancel_after = self.rng.uniform(0, 1.5) if self.rng.random() < CANCEL_SHARE else None
             intents.append(
                 OrderIntent(
@@ -200,6 +231,13 @@ class LoadGenerator:
                 )
             )
         return intents
+
+    def _line(self) -> dict[str, Any]:
+        """A line of a stock-managed SKU (if there are any) or of one with no stock record."""
+        line = _item(self.rng.randint(1, 2), self.rng.randint(50, 800))
+        if self.result.stock and self.rng.random() < STOCK_LINE_SHARE:
+            line["sku"] = self.rng.choice(sorted(self.result.stock))
+        return line
 
     async def run(
         self, intents: Sequence[OrderIntent], *, seconds: float, hold_tail_until: asyncio.Event
@@ -290,6 +328,18 @@ class LoadGenerator:
             if response.status_code == 409:
                 return False  # rejected since we read it
             _expect(response, 412)  # changed since we read it: read it again
+
+
+async def _set_stock(stock: Replicas, token: str, sku: str, on_hand: int) -> None:
+    """Create the SKU's stock; a 428 means an earlier attempt of ours created it (its answer
+    was lost): then it must hold what we set."""
+    created = await stock.request("PUT", f"/stock/{sku}", token=token, json={"on_hand": on_hand})
+    if created.status_code == 428:
+        found = _expect(await stock.request("GET", f"/stock/{sku}", token=token), 200)
+        if found["on_hand"] != on_hand:
+            raise LoadError(f"stock of {sku} is {found}, not the {on_hand} we set")
+        return
+    _expect(created, 201)
 
 
 def _item(quantity: int, unit_price: int) -> dict[str, Any]:

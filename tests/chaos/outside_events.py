@@ -9,7 +9,8 @@ checker can prove it had the effect the contract promises:
   where in-order delivery would leave it), and a fake order's `order.cancelled` delivered before
   its `order.created` (it must never be reserved);
 - malformed: bodies that are not JSON, not CloudEvents, of an unknown type, with invalid data,
-  or of a type the receiving queue has no handler for; each must land in that queue's DLQ.
+  or of a type the receiving queue has no handler for; each must land in the DLQ of every queue
+  its routing key reaches (an `order.*` one reaches user_svc's and inventory_svc's).
 """
 
 from __future__ import annotations
@@ -54,10 +55,11 @@ class OutsidePublisher:
     amqp_url: str
     user_db: str
     order_db: str
+    inventory_db: str
     users: Sequence[uuid.UUID]
     rng: random.Random
-    malformed: dict[str, frozenset[str]] = field(default_factory=dict)
-    """message id -> the dead-letter queues it must end in: of each queue bound to its key"""
+    malformed: dict[str, set[str]] = field(default_factory=dict)
+    """message id -> the dead-letter queues it must end in"""
     duplicates_published: int = 0
     reordered_published: int = 0
     fake_customers: dict[uuid.UUID, ExpectedCustomer] = field(default_factory=dict)
@@ -70,6 +72,7 @@ class OutsidePublisher:
         for database, types in (
             (self.order_db, ("order.created", "order.cancelled")),
             (self.user_db, ("user.credit_reserved", "user.credit_rejected", "user.registered")),
+            (self.inventory_db, ("inventory.stock_reserved", "inventory.stock_rejected")),
         ):
             for event_id, event_type, body in await _published_events(
                 database, types, EVENTS_COPIED_PER_DATABASE
@@ -91,11 +94,9 @@ class OutsidePublisher:
     async def publish_malformed(self) -> str:
         messages = _malformed_messages()
         for message in messages:
-            self.malformed[message.message_id] = frozenset(
-                queue.dead_letter_queue
-                for queue in TOPOLOGY.queues
-                if message.routing_key in queue.bindings
-            )
+            self.malformed[message.message_id] = {
+                q.dead_letter_queue for q in TOPOLOGY.queues if message.routing_key in q.bindings
+            }
         await _publish_all(self.amqp_url, messages)
         return f"{len(messages)} malformed messages"
 
@@ -151,7 +152,11 @@ class OutsidePublisher:
         await _publish_all(self.amqp_url, [cancelled])
 
         async def tombstone_written() -> bool:
-            return await through_outages(lambda: _has_reservation(self.user_db, order_id))
+            return await through_outages(
+                lambda: _has_row(self.user_db, CREDIT_DECISION, order_id)
+            ) and await through_outages(
+                lambda: _has_row(self.inventory_db, STOCK_DECISION, order_id)
+            )
 
         try:
             await eventually(
@@ -215,6 +220,16 @@ def _malformed_messages() -> list[Outgoing]:
                 event_id=i,
             ),
         ),
+        (
+            "inventory.stock_rejected",
+            lambda i: cloud_event(
+                "inventory.stock_rejected",
+                {"order_id": str(subject), "reason": "no reason at all", "skus": "X"},
+                subject=subject,
+                version=1,
+                event_id=i,
+            ),
+        ),
     ]
     messages = []
     for routing_key, body in cases:
@@ -223,12 +238,15 @@ def _malformed_messages() -> list[Outgoing]:
     return messages
 
 
-async def _has_reservation(user_db: str, order_id: uuid.UUID) -> bool:
-    connection = await asyncpg.connect(dsn(user_db))
+CREDIT_DECISION = "SELECT 1 FROM credit_reservations WHERE order_id = $1"
+STOCK_DECISION = "SELECT 1 FROM stock_reservations WHERE order_id = $1"
+
+
+async def _has_row(database: str, query: str, order_id: uuid.UUID) -> bool:
+    """Whether a participant holds a decision (a tombstone, here) for the order."""
+    connection = await asyncpg.connect(dsn(database))
     try:
-        found = await connection.fetchval(
-            "SELECT 1 FROM credit_reservations WHERE order_id = $1", order_id
-        )
+        found = await connection.fetchval(query, order_id)
     finally:
         await connection.close()
     return found is not None

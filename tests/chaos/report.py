@@ -47,6 +47,8 @@ def render(run: ChaosRun) -> str:
             "credit invariant",
             f"{str(findings.invariant_holds).lower()} ({findings.users_checked} users)",
         ),
+        ("stock invariant", stock_invariant(findings)),
+        ("rejected", rejections(findings)),
         ("wrong decisions", str(len(findings.wrong_decisions))),
         ("reordered events wrong", str(len(findings.reorder_violations))),
         ("unpublished in outboxes", pairs(findings.unpublished.items())),
@@ -95,6 +97,7 @@ def findings_problems(findings: Findings, load: LoadResult, convergence: Converg
         *findings.lost,
         *findings.duplicated,
         *findings.invariant_violations,
+        *findings.stock_violations,
         *findings.wrong_decisions,
         *findings.reorder_violations,
         *findings.malformed_missing,
@@ -137,6 +140,17 @@ def _dead_lettered(run: ChaosRun) -> str:
         f"{findings.dead_lettered} ({found} of {malformed} malformed found, "
         f"{len(findings.unexpected_dead_letters)} unexpected)"
     )
+
+
+def stock_invariant(findings: Findings) -> str:
+    return (
+        f"{str(findings.stock_invariant_holds).lower()} ({findings.skus_checked} stock-managed "
+        f"SKUs, {findings.skus_sold_out} sold out)"
+    )
+
+
+def rejections(findings: Findings) -> str:
+    return pairs(sorted(findings.rejections.items())) or "none"
 
 
 def time_to_converge(convergence: Convergence) -> str:

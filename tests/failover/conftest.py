@@ -27,6 +27,7 @@ from tests.failover.side_stream import SideStream
 from tests.failover.stack import FailoverStack
 from tests.support.servers.network import missing_tools
 from tests.support.servers.plugin import separate_run
+from tests.support.settings import ADMIN_EMAIL
 
 REPORTS = pytest.StashKey[list[str]]()
 SIDE_STREAM_DRAIN_SECONDS = 60.0
@@ -48,10 +49,12 @@ async def failover_run(
             load = LoadGenerator(
                 user_urls=[r.url for r in stack.replicas_of("user_svc")],
                 order_urls=[r.url for r in stack.replicas_of("order_svc")],
+                stock_urls=[r.url for r in stack.replicas_of("inventory_svc")],
                 rng=random.Random(f"{plan.seed}-load"),
                 credit_limit=CREDIT_LIMIT,
             )
             await load.register_users(plan.users)
+            await load.stock_up(admin_email=ADMIN_EMAIL, orders=plan.orders)
             side = SideStream(amqp_url=stack.amqp_url, rate=SIDE_STREAM_RATE)
             await side.declare()
             faults = FailoverInjector(

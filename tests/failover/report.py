@@ -11,7 +11,15 @@ from pathlib import Path
 
 from tests.chaos.checker import Convergence, Findings
 from tests.chaos.load import LoadResult
-from tests.chaos.report import findings_problems, log_exceptions, pairs, table, time_to_converge
+from tests.chaos.report import (
+    findings_problems,
+    log_exceptions,
+    pairs,
+    rejections,
+    stock_invariant,
+    table,
+    time_to_converge,
+)
 from tests.failover.faults import FailoverKind, Fault
 from tests.failover.plan import FailoverPlan
 from tests.failover.side_stream import SideStream
@@ -52,6 +60,8 @@ def render(run: FailoverRun) -> str:
             "credit invariant",
             f"{str(findings.invariant_holds).lower()} ({findings.users_checked} users)",
         ),
+        ("stock invariant", stock_invariant(findings)),
+        ("rejected", rejections(findings)),
         ("wrong decisions", str(len(findings.wrong_decisions))),
         ("dead-lettered", str(findings.dead_lettered)),
         ("unpublished in outboxes", pairs(findings.unpublished.items())),

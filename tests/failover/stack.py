@@ -24,7 +24,7 @@ from tests.support.servers.haproxy import HAProxy
 from tests.support.servers.postgres import PostgresPair
 from tests.support.servers.rabbitmq import RabbitCluster
 from tests.support.servers.registry import ServerRun
-from tests.support.settings import JWT_SECRET, NO_RATE_LIMITS, SIGNING_KEY
+from tests.support.settings import ADMIN_EMAIL, JWT_SECRET, NO_RATE_LIMITS, SIGNING_KEY
 
 SERVICES = ("user_svc", "order_svc", "inventory_svc")
 REPLICAS_PER_SERVICE = 2
@@ -68,6 +68,10 @@ class FailoverStack:
         return self.databases.url("order_svc")
 
     @property
+    def inventory_db(self) -> str:
+        return self.databases.url("inventory_svc")
+
+    @property
     def amqp_url(self) -> str:
         return self.balancer.url(VHOST)
 
@@ -104,6 +108,7 @@ class FailoverStack:
             "JWT_SECRET": JWT_SECRET,
             "JWT_PUBLIC_KEYS_FILE": str(keys),
             "USER_DEFAULT_CREDIT_LIMIT": str(self.credit_limit),
+            "ADMIN_EMAILS": ADMIN_EMAIL,
             "RELAY_POLL_SECONDS": "0.5",
             # The checker counts outbox rows: housekeeping must not delete them during the run.
             "OUTBOX_RETENTION_SECONDS": str(7 * 86_400),

@@ -6,7 +6,7 @@ leading the services' queues, then another) or cut off by a partition, and while
 primary crashes and its standby takes over (and, in the full form, the old primary comes back
 as the standby and takes over again). A numbered side stream, published with confirms and
 consumed throughout, counts what the broker lost of what it confirmed. Each test below checks
-one promise against the two databases, the DLQs and the side stream.
+one promise against the three databases, the DLQs and the side stream.
 
 `pytest -m failover` runs the short form (as `make test` and CI do); `make failover` the full.
 """
@@ -57,7 +57,7 @@ async def test_no_acknowledged_order_is_lost_and_every_order_ends_terminal(
     assert failover_run.findings.orders["pending"] == 0
 
 
-async def test_every_order_ends_in_the_state_its_users_credit_allowed(
+async def test_every_order_ends_in_the_state_its_credit_and_stock_allowed(
     failover_run: FailoverRun,
 ) -> None:
     assert failover_run.findings.wrong_decisions == []
@@ -66,6 +66,13 @@ async def test_every_order_ends_in_the_state_its_users_credit_allowed(
 async def test_the_credit_invariant_holds_for_every_user(failover_run: FailoverRun) -> None:
     assert failover_run.findings.users_checked == len(failover_run.load.users)
     assert failover_run.findings.invariant_violations == []
+
+
+async def test_the_stock_invariant_holds_for_every_stock_managed_sku(
+    failover_run: FailoverRun,
+) -> None:
+    assert failover_run.findings.skus_checked == len(failover_run.load.stock) > 0
+    assert failover_run.findings.stock_violations == []
 
 
 async def test_no_event_has_its_effect_twice(failover_run: FailoverRun) -> None:
@@ -85,4 +92,8 @@ async def test_nothing_is_dead_lettered_and_nothing_is_left_unpublished(
     failover_run: FailoverRun,
 ) -> None:
     assert failover_run.findings.unexpected_dead_letters == []
-    assert failover_run.findings.unpublished == {"user_svc": 0, "order_svc": 0}
+    assert failover_run.findings.unpublished == {
+        "user_svc": 0,
+        "order_svc": 0,
+        "inventory_svc": 0,
+    }
