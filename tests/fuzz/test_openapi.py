@@ -10,8 +10,8 @@ sequences that follow the links it infers (a placed order's `Location` to readin
 it). Every check applies: no 5xx; every status, content type, body and header as documented;
 invalid data refused and valid data accepted; a missing required header refused; 405 with a
 correct `Allow` for other methods; auth not ignored; a created resource found. The two statuses
-the defaults do not know for conditional requests, and the one hook, are in
-tests/fuzz/schemathesis.toml and tests/fuzz/hooks.py, with the reasons.
+the defaults do not know for conditional requests, and the hook that keeps generated positive
+cases positive, are in tests/fuzz/schemathesis.toml and tests/fuzz/hooks.py, with the reasons.
 
 `FUZZ_EXAMPLES` sets the examples per operation (a few in CI, many in `make fuzz`), `FUZZ_SEED`
 the seed. Every failure comes with a curl command to reproduce it.
