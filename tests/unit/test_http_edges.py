@@ -8,6 +8,7 @@ from uuid import UUID
 
 import pytest
 
+from inventory_svc import api as inventory_api
 from order_svc.api import CURSOR_PATTERN, _decode_cursor, _encode_cursor
 from shared.errors import Invalid, PreconditionRequired
 from shared.web.etags import IF_MATCH_PATTERN, etag, expected_version
@@ -74,3 +75,24 @@ def test_a_cursor_matches_the_documented_pattern() -> None:
     cursor = _encode_cursor(datetime(2024, 5, 1, tzinfo=UTC), ORDER_ID)
 
     assert re.fullmatch(CURSOR_PATTERN, cursor)
+
+
+@pytest.mark.parametrize("sku", ["BOOK-1", " ", "a/b?c=d&e", "~" * 64])
+def test_a_stock_cursor_decodes_to_the_sku_it_was_encoded_from(sku: str) -> None:
+    cursor = inventory_api._encode_cursor(sku)
+
+    assert re.fullmatch(inventory_api.CURSOR_PATTERN, cursor)
+    assert inventory_api._decode_cursor(cursor) == sku
+
+
+@pytest.mark.parametrize("cursor", ["20", "7e" * 64, "2f5b"])
+def test_every_string_of_the_stock_cursor_pattern_is_a_sku(cursor: str) -> None:
+    sku = inventory_api._decode_cursor(cursor)
+
+    assert sku is not None
+    assert re.fullmatch(inventory_api.SKU_PATTERN, sku)
+
+
+@pytest.mark.parametrize("cursor", ["", "AA", "7f", "1f", "2", "20" * 65, "QUJD"])
+def test_a_stock_cursor_that_names_no_sku_is_outside_the_pattern(cursor: str) -> None:
+    assert re.fullmatch(inventory_api.CURSOR_PATTERN, cursor) is None
