@@ -48,7 +48,9 @@ class ServiceProcess:
         self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log)
         log.close()
 
-    async def wait_ready(self, timeout: float = 60) -> None:
+    async def wait_ready(self, timeout: float = 90) -> None:
+        """Three services importing at once on a busy two-core machine can take over a minute."""
+
         async def ready() -> bool:
             assert self.process is not None
             if self.process.poll() is not None:
