@@ -33,6 +33,8 @@ def missing_tools() -> list[str]:
 class Namespace:
     name: str
     address: str
+    isolated: bool = False
+    """Cut off from some addresses until `heal`."""
 
     def command(self, *command: str) -> tuple[str, ...]:
         """`command`, run inside this namespace."""
@@ -40,6 +42,7 @@ class Namespace:
 
     def isolate_from(self, *addresses: str) -> None:
         """Drop every packet to and from `addresses`, both ways, in this namespace."""
+        self.isolated = True
         for address in addresses:
             run(*self.command("iptables", "-A", "INPUT", "-s", address, "-j", "DROP"))
             run(*self.command("iptables", "-A", "OUTPUT", "-d", address, "-j", "DROP"))
@@ -47,6 +50,7 @@ class Namespace:
     def heal(self) -> None:
         run(*self.command("iptables", "-F", "INPUT"))
         run(*self.command("iptables", "-F", "OUTPUT"))
+        self.isolated = False
 
 
 @dataclass(eq=False)
