@@ -12,7 +12,7 @@ it is created, so the registry deletes them whatever happens to the run.
 
 from __future__ import annotations
 
-import random
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,9 +96,10 @@ class Network:
 
 
 def _unused_subnet() -> str:
-    """A 10.213.x.0/24 no route of the machine uses yet (another run may hold one)."""
+    """A 10.213.x.0/24 no route of the machine uses yet (another run may hold one), picked by
+    the process id: runs starting at the same moment see the same free ones, and pick apart."""
     routes = run("ip", "-4", "route", "show")
     free = [x for x in range(1, 255) if f"10.213.{x}." not in routes]
     if not free:
         raise CommandFailed("no free 10.213.x.0/24 subnet for a private network")
-    return f"10.213.{random.choice(free)}"
+    return f"10.213.{free[os.getpid() % len(free)]}"
