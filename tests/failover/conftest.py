@@ -2,9 +2,10 @@
 stream, the faults, convergence and the findings.
 
 The tests of the module each assert one property of that run. The table is printed in pytest's
-terminal summary, with or without `-s`, whether the run passed or failed. Every server of the
-run (three RabbitMQ nodes and their namespaces, HAProxy, two PostgreSQL nodes) and every
-service replica is removed at the end of the module.
+terminal summary, with or without `-s`, whether the run passed or failed. The servers (three
+RabbitMQ nodes and their namespaces, HAProxy, two PostgreSQL nodes) are the session's private
+ones: at the end of the module every service replica is removed, the servers are left whole,
+and the run's vhost and databases are removed.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from tests.failover.plan import CREDIT_LIMIT, SIDE_STREAM_RATE, FailoverPlan
 from tests.failover.report import FailoverRun, render
 from tests.failover.side_stream import SideStream
 from tests.failover.stack import FailoverStack
-from tests.support.servers.network import missing_tools
-from tests.support.servers.plugin import separate_run
+from tests.support.servers.haproxy import HAProxy
+from tests.support.servers.postgres import PostgresPair
+from tests.support.servers.rabbitmq import RabbitCluster
+from tests.support.servers.registry import ServerRun
 from tests.support.settings import ADMIN_EMAIL
 
 REPORTS = pytest.StashKey[list[str]]()
@@ -35,70 +38,77 @@ SIDE_STREAM_DRAIN_SECONDS = 60.0
 
 @pytest.fixture(scope="module")
 async def failover_run(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+    server_run: ServerRun,
+    private_rabbit_cluster: RabbitCluster,
+    private_balancer: HAProxy,
+    private_postgres_pair: PostgresPair,
 ) -> AsyncIterator[FailoverRun]:
-    if missing := missing_tools():
-        pytest.fail(f"the failover run needs {', '.join(missing)}: run `make test-tools`")
     plan = FailoverPlan.from_env()
     log_dir = tmp_path_factory.mktemp("failover")
     started = time.monotonic()
-    with separate_run() as servers:
-        stack = FailoverStack(run=servers, log_dir=log_dir, credit_limit=CREDIT_LIMIT)
-        try:
-            await stack.start()
-            load = LoadGenerator(
-                user_urls=[r.url for r in stack.replicas_of("user_svc")],
-                order_urls=[r.url for r in stack.replicas_of("order_svc")],
-                stock_urls=[r.url for r in stack.replicas_of("inventory_svc")],
-                rng=random.Random(f"{plan.seed}-load"),
-                credit_limit=CREDIT_LIMIT,
-            )
-            await load.register_users(plan.users)
-            await load.stock_up(admin_email=ADMIN_EMAIL, orders=plan.orders)
-            side = SideStream(amqp_url=stack.amqp_url, rate=SIDE_STREAM_RATE)
-            await side.declare()
-            faults = FailoverInjector(
-                stack=stack, load=load, rng=random.Random(f"{plan.seed}-faults")
-            )
-            stop_publishing = asyncio.Event()
-            publisher = asyncio.create_task(side.publish_until(stop_publishing))
-            consumer = asyncio.create_task(side.consume_forever())
-            load_started = time.monotonic()
-            async with asyncio.TaskGroup() as group:
-                group.create_task(
-                    load.run(
-                        load.intents(plan.orders),
-                        seconds=plan.load_seconds,
-                        hold_tail_until=faults.finished,
-                    )
+    stack = FailoverStack(
+        run=server_run,
+        cluster=private_rabbit_cluster,
+        balancer=private_balancer,
+        databases=private_postgres_pair,
+        log_dir=log_dir,
+        credit_limit=CREDIT_LIMIT,
+    )
+    try:
+        await stack.start()
+        load = LoadGenerator(
+            user_urls=[r.url for r in stack.replicas_of("user_svc")],
+            order_urls=[r.url for r in stack.replicas_of("order_svc")],
+            stock_urls=[r.url for r in stack.replicas_of("inventory_svc")],
+            rng=random.Random(f"{plan.seed}-load"),
+            credit_limit=CREDIT_LIMIT,
+        )
+        await load.register_users(plan.users)
+        await load.stock_up(admin_email=ADMIN_EMAIL, orders=plan.orders)
+        side = SideStream(amqp_url=stack.amqp_url, rate=SIDE_STREAM_RATE)
+        await side.declare()
+        faults = FailoverInjector(stack=stack, load=load, rng=random.Random(f"{plan.seed}-faults"))
+        stop_publishing = asyncio.Event()
+        publisher = asyncio.create_task(side.publish_until(stop_publishing))
+        consumer = asyncio.create_task(side.consume_forever())
+        load_started = time.monotonic()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(
+                load.run(
+                    load.intents(plan.orders),
+                    seconds=plan.load_seconds,
+                    hold_tail_until=faults.finished,
                 )
-                group.create_task(faults.run(plan.faults, interval=plan.fault_interval))
-            load_seconds = time.monotonic() - load_started
-            stop_publishing.set()
-            await publisher
-            convergence = await wait_for_convergence(
-                stack, load.result, since=faults.last_ended, timeout=CONVERGENCE_TIMEOUT_SECONDS
             )
-            await side.drain(SIDE_STREAM_DRAIN_SECONDS)
-            consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await consumer
-            run = FailoverRun(
-                plan=plan,
-                load=load.result,
-                faults=faults.injected,
-                side_stream=side,
-                convergence=convergence,
-                findings=await check(stack, load.result),
-                log_dir=log_dir,
-                seconds=time.monotonic() - started,
-                load_started=load_started,
-                load_seconds=load_seconds,
-            )
-            request.config.stash.setdefault(REPORTS, []).append(render(run))
-            yield run
-        finally:
-            stack.close()
+            group.create_task(faults.run(plan.faults, interval=plan.fault_interval))
+        load_seconds = time.monotonic() - load_started
+        stop_publishing.set()
+        await publisher
+        convergence = await wait_for_convergence(
+            stack, load.result, since=faults.last_ended, timeout=CONVERGENCE_TIMEOUT_SECONDS
+        )
+        await side.drain(SIDE_STREAM_DRAIN_SECONDS)
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+        run = FailoverRun(
+            plan=plan,
+            load=load.result,
+            faults=faults.injected,
+            side_stream=side,
+            convergence=convergence,
+            findings=await check(stack, load.result),
+            log_dir=log_dir,
+            seconds=time.monotonic() - started,
+            load_started=load_started,
+            load_seconds=load_seconds,
+        )
+        request.config.stash.setdefault(REPORTS, []).append(render(run))
+        yield run
+    finally:
+        await stack.close()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -186,7 +186,7 @@ class FailoverInjector:
     async def _busiest_leader(self, *, exclude: Sequence[RabbitNode]) -> RabbitNode:
         """The node leading the most of the services' queues (ties broken at random)."""
         cluster = self.stack.cluster
-        leaders = await asyncio.to_thread(cluster.leaders, "/")
+        leaders = await asyncio.to_thread(cluster.leaders, self.stack.vhost)
         counts = Counter(leaders.get(queue.name) for queue in TOPOLOGY.queues)
         candidates = [node for node in cluster.nodes if node not in exclude]
         self.rng.shuffle(candidates)

@@ -8,17 +8,23 @@
   servers small; a failover then hits both services at once, the harder case.
 - The services: two replicas each, started as in production (`python -m user_svc`), each given
   the multi-host database URL and HAProxy's address, nothing else about the servers.
+
+The servers are the session's private cluster and pair (`tests/support/servers/plugin.py`):
+the run has a vhost and databases of its own on them, removed at the end, and leaves the
+servers whole, as every fault's repair does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from shared.persistence.database import drop_database
 from tests.support.processes import ServiceProcess, free_port
 from tests.support.servers.haproxy import HAProxy
 from tests.support.servers.postgres import PostgresPair
@@ -29,7 +35,6 @@ from tests.support.settings import ADMIN_EMAIL, JWT_SECRET, NO_RATE_LIMITS, SIGN
 SERVICES = ("user_svc", "order_svc", "inventory_svc")
 REPLICAS_PER_SERVICE = 2
 READY_TIMEOUT_SECONDS = 120
-VHOST = "/"
 
 
 @dataclass(eq=False)
@@ -47,25 +52,21 @@ class Replica:
 @dataclass
 class FailoverStack:
     run: ServerRun
+    cluster: RabbitCluster
+    balancer: HAProxy
+    databases: PostgresPair
     log_dir: Path
     credit_limit: int
-    cluster: RabbitCluster = field(init=False)
-    balancer: HAProxy = field(init=False)
-    databases: PostgresPair = field(init=False)
+    vhost: str = field(init=False)
+    user_db: str = field(init=False)
+    order_db: str = field(init=False)
     replicas: list[Replica] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        self.cluster = RabbitCluster(self.run)
-        self.balancer = HAProxy(self.run, self.cluster.nodes)
-        self.databases = PostgresPair(self.run)
-
-    @property
-    def user_db(self) -> str:
-        return self.databases.url("user_svc")
-
-    @property
-    def order_db(self) -> str:
-        return self.databases.url("order_svc")
+        suffix = uuid.uuid4().hex[:12]
+        self.vhost = f"failover-{suffix}"
+        self.user_db = self.databases.url(f"failover_user_svc_{suffix}")
+        self.order_db = self.databases.url(f"failover_order_svc_{suffix}")
 
     @property
     def inventory_db(self) -> str:
@@ -73,16 +74,16 @@ class FailoverStack:
 
     @property
     def amqp_url(self) -> str:
-        return self.balancer.url(VHOST)
+        return self.balancer.url(self.vhost)
+
+    def database_of(self, service: str) -> str:
+        return self.user_db if service == "user_svc" else self.order_db
 
     def replicas_of(self, service: str) -> list[Replica]:
         return [r for r in self.replicas if r.service == service]
 
     async def start(self) -> None:
-        await asyncio.gather(
-            asyncio.to_thread(self.cluster.start), asyncio.to_thread(self.databases.start)
-        )
-        await asyncio.to_thread(self.balancer.start)
+        await asyncio.to_thread(self.cluster.nodes[0].add_vhost, self.vhost)
         keys = self.log_dir / "token-keys.pem"
         keys.write_bytes(SIGNING_KEY.public_pem)
         for service in SERVICES:
@@ -102,7 +103,7 @@ class FailoverStack:
         env = {
             **self.run.mark,
             "AMQP_URL": self.amqp_url,
-            f"{prefix}_DATABASE_URL": self.databases.url(service),
+            f"{prefix}_DATABASE_URL": self.database_of(service),
             f"{prefix}_PORT": str(port),
             **NO_RATE_LIMITS,
             "JWT_SECRET": JWT_SECRET,
@@ -126,9 +127,9 @@ class FailoverStack:
                     return False
         return True
 
-    def close(self) -> None:
-        """Stop the services and keep the servers' logs beside theirs; the servers themselves
-        go with their `ServerRun`."""
+    async def close(self) -> None:
+        """Stop the services, keep the servers' logs beside theirs, leave the servers whole and
+        remove the run's databases and vhost."""
         for replica in self.replicas:
             replica.process.kill()
         kept = self.log_dir / "servers"
@@ -136,3 +137,8 @@ class FailoverStack:
             target = kept / log.relative_to(self.run.root)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(log, target)
+        await asyncio.to_thread(self.cluster.make_whole)
+        await asyncio.to_thread(self.databases.make_whole)
+        await drop_database(self.user_db)
+        await drop_database(self.order_db)
+        await asyncio.to_thread(self.cluster.nodes[0].ctl, "delete_vhost", self.vhost)

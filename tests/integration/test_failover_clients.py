@@ -24,14 +24,19 @@ from broker.topology import TOPOLOGY, declare
 from shared.messaging.amqp import with_heartbeat
 from shared.messaging.relay import OutboxRelay
 from shared.observability.metrics import Metrics
-from shared.persistence.database import UNAVAILABLE, Database, dsn, ensure_database
+from shared.persistence.database import (
+    UNAVAILABLE,
+    Database,
+    database_name,
+    drop_database,
+    dsn,
+    ensure_database,
+)
 from shared.persistence.migrations import migrate
 from shared.persistence.statements import Statement
 from tests.support.proxy import TcpProxy
-from tests.support.servers.plugin import separate_run
 from tests.support.servers.postgres import PostgresNode, PostgresPair
 from tests.support.servers.rabbitmq import RabbitCluster
-from tests.support.servers.registry import ServerRun
 from tests.support.waiting import eventually
 from user_svc import models
 from user_svc.domain import User
@@ -45,22 +50,22 @@ SILENCE_NOTICED_WITHIN_SECONDS = 15
 
 
 @pytest.fixture
-def pair(server_run: ServerRun) -> Iterator[PostgresPair]:
-    pair = PostgresPair(server_run)
-    pair.start()
-    yield pair
-    for node in pair.nodes:
-        if node.running:
-            node.stop("immediate")
+def pair(private_postgres_pair: PostgresPair) -> Iterator[PostgresPair]:
+    """The session's pair, left with a synchronous standby again after the test."""
+    yield private_postgres_pair
+    private_postgres_pair.make_whole()
 
 
 @pytest.fixture
-async def user_db(pair: PostgresPair) -> str:
-    """user_svc's database on the pair, created and migrated through the multi-host URL."""
-    url = pair.url("user_svc")
+async def user_db(pair: PostgresPair) -> AsyncIterator[str]:
+    """A user_svc database of the test's own on the pair, created and migrated through the
+    multi-host URL."""
+    url = pair.url(f"user_svc_{uuid.uuid4().hex[:8]}")
     await ensure_database(url)
     await migrate("user_svc", url)
-    return url
+    yield url
+    await asyncio.to_thread(pair.make_whole)
+    await drop_database(url)
 
 
 @pytest.fixture
@@ -84,7 +89,8 @@ async def served_by(database: Database) -> int:
 
 
 def test_the_dsn_lists_every_server_of_a_multi_host_url(pair: PostgresPair) -> None:
-    first, second = pair.nodes
+    first, second = pair.primary, pair.standby
+    assert second is not None
     assert dsn(pair.url("db")) == (
         f"postgresql://postgres@127.0.0.1:{first.port},127.0.0.1:{second.port}/db"
         "?target_session_attrs=read-write"
@@ -103,7 +109,7 @@ async def test_database_creation_and_migrations_reach_the_primary_and_replicate(
         tables = await asyncio.to_thread(
             standby.sql,
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'users'",
-            "user_svc",
+            database_name(user_db),
         )
         return tables == "1"
 
@@ -215,22 +221,30 @@ async def test_a_connection_to_a_server_fenced_read_only_is_not_reused(
         await database.close()
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[RabbitCluster]:
-    with separate_run() as run:
-        cluster = RabbitCluster(run)
-        cluster.start()
-        yield cluster
+@pytest.fixture
+def cluster(private_rabbit_cluster: RabbitCluster) -> Iterator[RabbitCluster]:
+    """The session's cluster, every member running in it again after the test."""
+    yield private_rabbit_cluster
+    private_rabbit_cluster.make_whole()
+
+
+@pytest.fixture
+def cluster_vhost(cluster: RabbitCluster) -> Iterator[str]:
+    """A vhost of the test's own on the cluster, removed once the cluster is whole again."""
+    vhost = f"relay-{uuid.uuid4().hex[:8]}"
+    cluster.nodes[0].add_vhost(vhost)
+    yield vhost
+    cluster.make_whole()
+    cluster.nodes[0].ctl("delete_vhost", vhost)
 
 
 async def test_the_relay_publishes_again_at_once_when_its_queues_leader_dies(
-    cluster: RabbitCluster, database: Database
+    cluster: RabbitCluster, cluster_vhost: str, database: Database
 ) -> None:
     """Its first publish after the kill meets the queue between two leaders, and is refused;
     the next batch goes out on a new channel, which the new leader serves."""
     leader, follower = cluster.nodes[0], cluster.nodes[1]
-    vhost = f"relay-{uuid.uuid4().hex[:8]}"
-    await asyncio.to_thread(leader.add_vhost, vhost)
+    vhost = cluster_vhost
     async with await aio_pika.connect(leader.url(vhost)) as declaring:
         await declare(await declaring.channel(), TOPOLOGY)  # the leaders land on `leader`
     connection = await aio_pika.connect_robust(follower.url(vhost))

@@ -1,9 +1,10 @@
 """Private servers never outlive their test run: not on Ctrl-C, not on SIGTERM, and a run that
 was SIGKILLed is swept by the next one.
 
-Each test starts a child pytest (`held_servers.py`) holding a PostgreSQL instance, a RabbitMQ
-node (with its epmd) and a network namespace, stops that child from outside, and then looks for
-anything left: processes, listening ports, namespaces, the run's folder.
+Each test has a child pytest of its own (`held_servers.py`; the module starts them all at once)
+holding a PostgreSQL instance, a RabbitMQ node (with its epmd) and a network namespace, stops
+that child from outside, and then looks for anything left: processes, listening ports,
+namespaces, the run's folder.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import pytest
 from tests.support.servers.commands import listening, run
 from tests.support.servers.registry import marked_processes, sweep_stale
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 HELD_SERVERS = Path(__file__).with_name("held_servers.py")
+START_DEADLINE_SECONDS = 150
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -48,11 +50,17 @@ class Held:
         ]
 
 
-@pytest.fixture
-def held(tmp_path: Path) -> Iterator[Held]:
-    report, log = tmp_path / "held.json", tmp_path / "child.log"
+@dataclass(frozen=True)
+class Child:
+    process: subprocess.Popen[bytes]
+    report: Path
+    log: Path
+
+
+def start_child(folder: Path) -> Child:
+    report, log = folder / "held.json", folder / "child.log"
     with log.open("wb") as output:
-        child = subprocess.Popen(
+        process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "pytest", str(HELD_SERVERS), "-q"),
                 # The child is stopped before it ends: no cache, no guard of the machine's servers.
@@ -63,26 +71,54 @@ def held(tmp_path: Path) -> Iterator[Held]:
             stdout=output,
             stderr=subprocess.STDOUT,
         )
+    return Child(process, report, log)
+
+
+@pytest.fixture(scope="module")
+def children(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Child]]:
+    """A child run for each test of the module that is to run, all started at once: their
+    servers start side by side instead of one test after the other."""
+    tests = [
+        item
+        for item in request.session.items
+        if item.path == request.path and "held" in getattr(item, "fixturenames", ())
+    ]
+    started = [start_child(tmp_path_factory.mktemp("held")) for _ in tests]
     try:
-        deadline = time.monotonic() + 90
-        while not report.exists():
-            assert child.poll() is None, log.read_text()
+        yield started
+    finally:
+        for child in started:
+            if child.process.poll() is None:
+                child.process.kill()
+                child.process.wait()
+        sweep_stale()
+
+
+@pytest.fixture
+def held(children: list[Child]) -> Iterator[Held]:
+    child = children.pop()
+    try:
+        deadline = time.monotonic() + START_DEADLINE_SECONDS
+        while not child.report.exists():
+            assert child.process.poll() is None, child.log.read_text()
             assert time.monotonic() < deadline, "the child run did not start its servers"
             time.sleep(0.1)
-        started = json.loads(report.read_text())
+        started = json.loads(child.report.read_text())
         root = Path(started["root"])
         yield Held(
-            child=child,
+            child=child.process,
             root=root,
             ports=started["ports"],
             namespaces=started["namespaces"],
             processes=marked_processes(root),
-            log=log,
+            log=child.log,
         )
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        if child.process.poll() is None:
+            child.process.kill()
+            child.process.wait()
         sweep_stale()
 
 

@@ -2,7 +2,7 @@
 queue exists, quorum queues replicated on all three, HAProxy handing clients a live node, a
 killed member rejoining, and a partitioned member pausing until the partition heals.
 
-One cluster serves the module; every test leaves it whole again."""
+The session's cluster serves them all; every test leaves it whole again."""
 
 from __future__ import annotations
 
@@ -16,24 +16,18 @@ import pytest
 
 from tests.support.servers.commands import listening
 from tests.support.servers.haproxy import HAProxy
-from tests.support.servers.network import missing_tools
-from tests.support.servers.plugin import separate_run
 from tests.support.servers.rabbitmq import RabbitCluster, RabbitNode
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[tuple[RabbitCluster, HAProxy]]:
-    if missing := missing_tools():
-        pytest.fail(f"the private cluster needs {', '.join(missing)} (`make test-tools`)")
-    with separate_run() as run:
-        cluster = RabbitCluster(run)
-        cluster.start()
-        balancer = HAProxy(run, cluster.nodes)
-        balancer.start()
-        yield cluster, balancer
+@pytest.fixture
+def cluster(
+    private_rabbit_cluster: RabbitCluster, private_balancer: HAProxy
+) -> Iterator[tuple[RabbitCluster, HAProxy]]:
+    yield private_rabbit_cluster, private_balancer
+    private_rabbit_cluster.make_whole()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ it is created, so the registry deletes them whatever happens to the run.
 
 from __future__ import annotations
 
-import random
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,8 @@ def missing_tools() -> list[str]:
 class Namespace:
     name: str
     address: str
+    isolated: bool = False
+    """Cut off from some addresses until `heal`."""
 
     def command(self, *command: str) -> tuple[str, ...]:
         """`command`, run inside this namespace."""
@@ -40,6 +42,7 @@ class Namespace:
 
     def isolate_from(self, *addresses: str) -> None:
         """Drop every packet to and from `addresses`, both ways, in this namespace."""
+        self.isolated = True
         for address in addresses:
             run(*self.command("iptables", "-A", "INPUT", "-s", address, "-j", "DROP"))
             run(*self.command("iptables", "-A", "OUTPUT", "-d", address, "-j", "DROP"))
@@ -47,6 +50,7 @@ class Namespace:
     def heal(self) -> None:
         run(*self.command("iptables", "-F", "INPUT"))
         run(*self.command("iptables", "-F", "OUTPUT"))
+        self.isolated = False
 
 
 @dataclass(eq=False)
@@ -92,9 +96,10 @@ class Network:
 
 
 def _unused_subnet() -> str:
-    """A 10.213.x.0/24 no route of the machine uses yet (another run may hold one)."""
+    """A 10.213.x.0/24 no route of the machine uses yet (another run may hold one), picked by
+    the process id: runs starting at the same moment see the same free ones, and pick apart."""
     routes = run("ip", "-4", "route", "show")
     free = [x for x in range(1, 255) if f"10.213.{x}." not in routes]
     if not free:
         raise CommandFailed("no free 10.213.x.0/24 subnet for a private network")
-    return f"10.213.{random.choice(free)}"
+    return f"10.213.{free[os.getpid() % len(free)]}"

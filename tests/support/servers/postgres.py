@@ -210,8 +210,11 @@ class PostgresPair:
         self._make_synchronous(standby)
 
     def url(self, database: str) -> str:
-        """The multi-host URL the services use: whichever node accepts writes."""
-        hosts = "&".join(f"host=127.0.0.1:{node.port}" for node in self.nodes)
+        """The multi-host URL the services use: whichever node accepts writes, the primary of
+        the moment listed first. A standby listed first would turn a connection away while it
+        has not yet replayed the database's creation, and the driver tries no further host."""
+        nodes = sorted(self.nodes, key=lambda node: node is not self.primary)
+        hosts = "&".join(f"host=127.0.0.1:{node.port}" for node in nodes)
         return f"postgresql+asyncpg://postgres@/{database}?{hosts}&target_session_attrs=read-write"
 
     @property
@@ -250,6 +253,18 @@ class PostgresPair:
         self._make_synchronous(node)
         self.standby = node
         return node
+
+    def make_whole(self) -> None:
+        """Undo whatever a test left undone: start a stopped node, bring a failed primary back
+        as the standby, and wait until the standby is synchronous again. Roles are not
+        restored: either node may be the primary afterwards."""
+        for node in (self.primary, self.standby):
+            if node is not None and not node.running:
+                node.start()
+        if self.standby is None:
+            self.rejoin()
+        else:
+            self._wait_for_state(self.standby, "sync_state", "sync")
 
     def _make_synchronous(self, standby: PostgresNode) -> None:
         """Name `standby` synchronous once it streams, and wait until the primary says so.
