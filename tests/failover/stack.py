@@ -58,26 +58,34 @@ class FailoverStack:
     log_dir: Path
     credit_limit: int
     vhost: str = field(init=False)
-    user_db: str = field(init=False)
-    order_db: str = field(init=False)
+    service_databases: dict[str, str] = field(init=False)
     replicas: list[Replica] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         suffix = uuid.uuid4().hex[:12]
         self.vhost = f"failover-{suffix}"
-        self.user_db = self.databases.url(f"failover_user_svc_{suffix}")
-        self.order_db = self.databases.url(f"failover_order_svc_{suffix}")
+        self.service_databases = {
+            service: self.databases.url(f"failover_{service}_{suffix}") for service in SERVICES
+        }
+
+    @property
+    def user_db(self) -> str:
+        return self.service_databases["user_svc"]
+
+    @property
+    def order_db(self) -> str:
+        return self.service_databases["order_svc"]
 
     @property
     def inventory_db(self) -> str:
-        return self.databases.url("inventory_svc")
+        return self.service_databases["inventory_svc"]
 
     @property
     def amqp_url(self) -> str:
         return self.balancer.url(self.vhost)
 
     def database_of(self, service: str) -> str:
-        return self.user_db if service == "user_svc" else self.order_db
+        return self.service_databases[service]
 
     def replicas_of(self, service: str) -> list[Replica]:
         return [r for r in self.replicas if r.service == service]
@@ -139,6 +147,6 @@ class FailoverStack:
             shutil.copyfile(log, target)
         await asyncio.to_thread(self.cluster.make_whole)
         await asyncio.to_thread(self.databases.make_whole)
-        await drop_database(self.user_db)
-        await drop_database(self.order_db)
+        for url in self.service_databases.values():
+            await drop_database(url)
         await asyncio.to_thread(self.cluster.nodes[0].ctl, "delete_vhost", self.vhost)
