@@ -38,11 +38,12 @@ async def teardown(stack: Stack, vhosts: VhostSupply) -> None:
     vhosts.discard(stack.amqp_url.rsplit("/", 1)[1])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 async def stack(
     tmp_path_factory: pytest.TempPathFactory, vhosts: VhostSupply
 ) -> AsyncIterator[Stack]:
-    """One running stack shared by a module's tests; each test uses its own users."""
+    """One running stack shared by every test here that needs no stack of its own; each test
+    uses its own users and event ids, and nothing here stops, restarts or reconfigures it."""
     stack = started_stack(tmp_path_factory.mktemp("stack"), vhosts)
     try:
         await stack.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -55,9 +56,10 @@ async def replicas(
             )
         )
     try:
+        # They start together, as replicas do, and migrate under an advisory lock.
         for process in processes:
             process.start()
-            await process.wait_ready()
+        await asyncio.gather(*(process.wait_ready() for process in processes))
         yield processes
     finally:
         for process in processes:

@@ -35,7 +35,7 @@ from tests.support.databases import POSTGRES, new_database
 from tests.support.processes import ROOT, ServiceProcess, free_port
 from tests.support.proxy import TcpProxy
 from tests.support.settings import JWT_SECRET, NO_RATE_LIMITS
-from tests.support.vhosts import create_vhost, delete_vhost
+from tests.support.vhosts import VhostSupply
 from tests.support.waiting import eventually
 from user_svc import handlers as user_handlers
 from user_svc.passwords import Passwords
@@ -104,10 +104,10 @@ async def databases(migrated_templates: None) -> AsyncIterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def vhost() -> Iterator[str]:
-    name, url = create_vhost()
+def vhost(vhosts: VhostSupply) -> Iterator[str]:
+    name, url = vhosts.take()
     yield url
-    delete_vhost(name)
+    vhosts.discard(name)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -88,8 +89,11 @@ def test_a_test_asking_for_none_of_its_fixtures_gets_the_same_fixtures_with_it_o
             line for line in done.stdout.splitlines() if line.startswith(("LOADED", "FIXTURES"))
         ]
 
-    loaded, fixtures = reported()
-    left_out, fixtures_without = reported("-p", "no:eventful")
+    with ThreadPoolExecutor(max_workers=2) as runs:  # the two runs side by side
+        with_it = runs.submit(reported)
+        without_it = runs.submit(reported, "-p", "no:eventful")
+    loaded, fixtures = with_it.result()
+    left_out, fixtures_without = without_it.result()
 
     assert (loaded, left_out) == ("LOADED True", "LOADED False")
     assert fixtures == fixtures_without
