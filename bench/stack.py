@@ -25,6 +25,8 @@ import httpx
 from bench.infra import Resources
 
 ROOT = Path(__file__).resolve().parents[1]
+# The one user whose tokens carry the `admin` role: it sets the stock the orders reserve.
+ADMIN_EMAIL = "bench-admin@example.com"
 PASSWORD = "correct horse battery staple"  # noqa: S105 (throwaway users of a throwaway database)
 # Limits the bench never reaches: it registers and logs in many users from one address, and wrk
 # reads as fast as it can with one token. Every request is still counted (in process memory),
@@ -97,6 +99,7 @@ class Stack:
 
     user_svc: Service
     order_svc: Service
+    inventory_svc: Service
     amqp_url: str
     processes: dict[str, Service]
 
@@ -153,6 +156,7 @@ async def _start(resources: Resources, log_dir: Path, *, label: str, roles: Sequ
             "USER_SVC_PORT": str(user_port),
             "USER_SVC_DATABASE_URL": await resources.database(f"{label}_user"),
             "USER_DEFAULT_CREDIT_LIMIT": str(CREDIT_LIMIT),
+            "ADMIN_EMAILS": ADMIN_EMAIL,
         },
         "order_svc": {
             **common,
@@ -162,7 +166,6 @@ async def _start(resources: Resources, log_dir: Path, *, label: str, roles: Sequ
             "USER_SVC_PORT": str(user_port),
             "JWKS_URL": f"http://127.0.0.1:{user_port}/.well-known/jwks.json",
         },
-        # Every order waits for its stock decision too (none of the bench's SKUs has stock).
         "inventory_svc": {
             **common,
             "INVENTORY_SVC_PORT": str(inventory_port),
@@ -194,6 +197,7 @@ async def _start(resources: Resources, log_dir: Path, *, label: str, roles: Sequ
     return Stack(
         user_svc=apis["user_svc"],
         order_svc=apis["order_svc"],
+        inventory_svc=apis["inventory_svc"],
         amqp_url=amqp_url,
         processes=processes,
     )
@@ -221,17 +225,26 @@ async def register(stack: Stack, count: int, *, concurrency: int = 4) -> list[Cu
     slots = asyncio.Semaphore(concurrency)
 
     async def one(client: httpx.AsyncClient) -> Customer:
-        email = f"bench-{uuid.uuid4().hex}@example.com"
         async with slots:
-            created = await client.post(
-                "/users", json={"email": email, "name": "Bench User", "password": PASSWORD}
-            )
-            if created.status_code != 201:
-                raise RuntimeError(f"registration failed: {created.status_code} {created.text}")
-            login = await client.post("/auth/token", data={"username": email, "password": PASSWORD})
-            if login.status_code != 200:
-                raise RuntimeError(f"login failed: {login.status_code} {login.text}")
-        return Customer(id=uuid.UUID(created.json()["id"]), token=login.json()["access_token"])
+            return await _register(client, f"bench-{uuid.uuid4().hex}@example.com")
 
     async with httpx.AsyncClient(base_url=stack.user_svc.url, timeout=60) as client:
         return list(await asyncio.gather(*(one(client) for _ in range(count))))
+
+
+async def administrator(stack: Stack) -> Customer:
+    """The administrator (`ADMIN_EMAIL`), registered and logged in."""
+    async with httpx.AsyncClient(base_url=stack.user_svc.url, timeout=60) as client:
+        return await _register(client, ADMIN_EMAIL)
+
+
+async def _register(client: httpx.AsyncClient, email: str) -> Customer:
+    created = await client.post(
+        "/users", json={"email": email, "name": "Bench User", "password": PASSWORD}
+    )
+    if created.status_code != 201:
+        raise RuntimeError(f"registration failed: {created.status_code} {created.text}")
+    login = await client.post("/auth/token", data={"username": email, "password": PASSWORD})
+    if login.status_code != 200:
+        raise RuntimeError(f"login failed: {login.status_code} {login.text}")
+    return Customer(id=uuid.UUID(created.json()["id"]), token=login.json()["access_token"])

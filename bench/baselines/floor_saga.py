@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import secrets
 import signal
@@ -58,7 +59,7 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
 )
 
-from bench.ours.saga import ORDER_BODY
+from bench.ours.saga import order_body
 from broker.topology import ORDER_SVC_QUEUE, TOPOLOGY, USER_SVC_QUEUE, declare
 from shared.persistence.database import dsn
 from shared.settings import ServiceSettings
@@ -356,9 +357,9 @@ async def confirm_orders(connection: asyncpg.Connection, events: list[dict[str, 
     await append(connection, outgoing)
 
 
-async def place_order(pool: asyncpg.Pool, user_id: uuid.UUID) -> str:
+async def place_order(pool: asyncpg.Pool, user_id: uuid.UUID, sequence: int) -> str:
     """`POST /orders`' transaction: the order, its items, its `order.created`."""
-    items = ORDER_BODY["items"]
+    items = order_body(sequence)["items"]
     order_id = uuid.uuid4()
     total = sum(i["quantity"] * i["unit_price"] for i in items)
     created = event(
@@ -428,11 +429,12 @@ async def closed_loop(
     measured_from = time.perf_counter() + warmup
     end = measured_from + windows * seconds
     confirmations: list[float] = []
+    sequence = itertools.count()
 
     async def client(index: int) -> None:
         user = users[index % len(users)]
         while time.perf_counter() < end:
-            order_id = await place_order(pool, user)
+            order_id = await place_order(pool, user, next(sequence))
             await tap.confirmed(order_id, within=60)
             confirmations.append(time.perf_counter())
 

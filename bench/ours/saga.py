@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import statistics
 import time
@@ -30,17 +31,42 @@ import aiohttp
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from bench.report import percentile
-from bench.stack import Customer, Stack
+from bench.stack import Customer, Stack, administrator
 
 TAP_QUEUE = "bench.saga.tap"
 OUTCOMES = ("order.confirmed", "order.rejected")
 INTERMEDIATE = ("order.created", "user.credit_reserved")
-ORDER_BODY = {
-    "items": [
-        {"sku": "BOOK-0001", "quantity": 2, "unit_price": 1_500},
-        {"sku": "PEN-0042", "quantity": 1, "unit_price": 250},
-    ]
-}
+# Every order reserves stock as well as credit: its book is one of these stock-managed SKUs, in
+# turn (as many as there are closed-loop clients, so that the measurement is not of one hot
+# row's lock), and its pen is not stock-managed and passes without a reservation.
+STOCKED_SKUS = tuple(f"BOOK-{n:04d}" for n in range(32))
+STOCK_ON_HAND = 1_000_000_000  # the contract's largest: no run comes close to selling it
+
+
+def order_body(sequence: int) -> dict[str, Any]:
+    """The `sequence`-th order's body."""
+    return {
+        "items": [
+            {"sku": STOCKED_SKUS[sequence % len(STOCKED_SKUS)], "quantity": 2, "unit_price": 1_500},
+            {"sku": "PEN-0042", "quantity": 1, "unit_price": 250},
+        ]
+    }
+
+
+async def stock(stack: Stack) -> None:
+    """Every SKU of `STOCKED_SKUS` made stock-managed, by the administrator over HTTP."""
+    admin = await administrator(stack)
+    async with aiohttp.ClientSession(base_url=stack.inventory_svc.url) as client:
+        for sku in STOCKED_SKUS:
+            async with client.put(
+                f"/stock/{sku}",
+                json={"on_hand": STOCK_ON_HAND},
+                headers={"Authorization": f"Bearer {admin.token}"},
+            ) as response:
+                if response.status != 201:
+                    raise RuntimeError(
+                        f"PUT /stock/{sku}: {response.status} {await response.text()}"
+                    )
 
 
 class OrderRejected(Exception):
@@ -136,8 +162,10 @@ class Saga:
     client: aiohttp.ClientSession | None = None
     # While the tap is watching: when each order was sent (wall clock), by order id.
     placed: dict[str, float] = field(default_factory=dict)
+    sequence: itertools.count[int] = field(default_factory=itertools.count)
 
     async def __aenter__(self) -> Saga:
+        await stock(self.stack)
         await self.tap.start(self.stack.amqp_url)
         # aiohttp rather than httpx for the load itself: the load generator shares the machine
         # with what it measures, and httpx cost about 7 ms of CPU per order, as much as
@@ -159,7 +187,9 @@ class Saga:
         assert self.client is not None
         sent, sent_at = time.perf_counter(), time.time()
         async with self.client.post(
-            "/orders", json=ORDER_BODY, headers={"Authorization": f"Bearer {customer.token}"}
+            "/orders",
+            json=order_body(next(self.sequence)),
+            headers={"Authorization": f"Bearer {customer.token}"},
         ) as response:
             if response.status != 202:
                 raise RuntimeError(f"POST /orders: {response.status} {await response.text()}")
