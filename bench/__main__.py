@@ -2,7 +2,7 @@
 
 Order of the run: broker and consumer throughput in this process (ours against the baselines,
 repetitions interleaved so that drift on the machine hits both alike), the growth measurements
-that need no services, then both services as processes, with their memory sampled throughout:
+that need no services, then the three services as processes, with their memory sampled throughout:
 HTTP against its baselines, the read timed in parts, the closed-loop saga in turns with the
 plain floor program, the open loop at half the saturation rate timed hop by hop (`bench.hops`),
 the latency sweep; and last the closed-loop saga again with each service split into its `api`,
@@ -242,9 +242,9 @@ async def service_figures(
     samples: dict[str, list[float]],
 ) -> tuple[dict[str, Any], dict[str, Any], float, dict[str, Any]]:
     s = settings
-    phase("starting user_svc and order_svc")
+    phase("starting user_svc, order_svc and inventory_svc")
     stack: Stack = await start(resources, log_dir)
-    services = {"user_svc": stack.user_svc.pid, "order_svc": stack.order_svc.pid}
+    services = {name: service.pid for name, service in stack.processes.items()}
     sampler = RssSampler(services)
     sampler.start()
     try:
@@ -345,7 +345,7 @@ async def half_saturation(
     saga: Saga,
     rate: float,
     samples: dict[str, list[float]],
-) -> tuple[list[dict[str, Any]], list[dict[str, float]]]:
+) -> tuple[list[dict[str, Any]], list[hops.Timeline]]:
     """`saga_p50_ms` and `saga_p99_ms` at `rate`, open loop, with every order timed at every hop
     (`bench.hops`): the runs, and the orders' timelines."""
     phase(f"saga, open loop at half the saturation rate: {rate:,.1f} orders/s, hop by hop")
@@ -359,8 +359,10 @@ async def half_saturation(
             phase(f"  p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
         await saga.settle()
     timelines = await hop_times.saga_timelines(
-        order_db=stack_database(resources, "order"),
-        user_db=stack_database(resources, "user"),
+        databases={
+            service: stack_database(resources, service.removesuffix("_svc"))
+            for service in ("order_svc", *hops.PARTICIPANTS)
+        },
         placed=saga.placed,
         delivered=saga.tap.delivered,
     )
@@ -377,7 +379,7 @@ async def roles_figures(
     """The closed-loop saga again, each service now split into an `api`, a `worker` and a
     `relay` process: what the split costs against `all`, on the same machine and settings."""
     s = settings
-    phase("starting user_svc and order_svc as api, worker and relay processes")
+    phase("starting the services as api, worker and relay processes")
     stack = await start_roles(resources, log_dir)
     pids = {name: service.pid for name, service in stack.processes.items()}
     sampler = RssSampler(pids)
@@ -407,7 +409,7 @@ async def roles_figures(
 
 
 def stack_database(resources: Resources, service: str) -> str:
-    """The database of the `all`-role stack's `service` ("order", "user")."""
+    """The database of the `all`-role stack's `service` ("order", "user", "inventory")."""
     return next(url for url in resources.databases if f"/bench_stack_{service}_" in url)
 
 

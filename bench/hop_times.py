@@ -1,4 +1,4 @@
-"""The instants of the latency model (`bench.hops`): each timed order's, read back from both
+"""The instants of the latency model (`bench.hops`): each timed order's, read back from the
 services' outboxes and inboxes, and each timed read's, from its `Server-Timing`."""
 
 from __future__ import annotations
@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import asyncpg
 
-from bench.hops import SAGA
+from bench.hops import PARTICIPANTS, Timeline, needed
 from shared.persistence.database import dsn
 
 
@@ -24,66 +24,94 @@ def _seconds(value: datetime | str) -> float:
 
 async def saga_timelines(
     *,
-    order_db: str,
-    user_db: str,
+    databases: Mapping[str, str],
     placed: Mapping[str, float],
     delivered: Mapping[str, float],
-) -> list[dict[str, float]]:
-    """Each placed order's instants, by name (`sent`, `<event>:<instant>`), read back from both
-    services' outboxes and inboxes; orders with any instant missing are left out."""
+) -> list[Timeline]:
+    """Each placed order's instants, read back from the services' outboxes and inboxes
+    (`databases`: each service's URL by name); orders with any instant missing are left out."""
     if not placed:
         return []
     since = datetime.fromtimestamp(min(placed.values()) - 1, UTC)
-    orders = await asyncpg.connect(dsn(order_db))
-    users = await asyncpg.connect(dsn(user_db))
+    connections = {service: await asyncpg.connect(dsn(url)) for service, url in databases.items()}
     try:
-        own = await orders.fetch(
+        own = await connections["order_svc"].fetch(
             "SELECT id, type, subject, body, published_at FROM outbox "
             "WHERE type = ANY($1::text[]) AND subject = ANY($2::text[])",
             ["order.created", "order.confirmed"],
             list(placed),
         )
-        created_ids = [row["id"] for row in own if row["type"] == "order.created"]
-        reserved = await users.fetch(
-            "SELECT id, body, published_at FROM outbox "
-            "WHERE type = 'user.credit_reserved' AND created_at >= $1",
-            since,
-        )
-        reserved_ids = [row["id"] for row in reserved]
-        applied = {
-            row["event_id"]: row["processed_at"]
-            for row in await users.fetch(
-                "SELECT event_id, processed_at FROM inbox WHERE event_id = ANY($1::uuid[])",
-                created_ids,
+        created = [row["id"] for row in own if row["type"] == "order.created"]
+        reservations = {
+            participant: await connections[participant].fetch(
+                "SELECT id, type, body, published_at FROM outbox "
+                "WHERE type = $1 AND created_at >= $2",
+                reservation,
+                since,
             )
+            for participant, reservation in PARTICIPANTS.items()
         }
-        applied.update(
-            (row["event_id"], row["processed_at"])
-            for row in await orders.fetch(
-                "SELECT event_id, processed_at FROM inbox WHERE event_id = ANY($1::uuid[])",
-                reserved_ids,
-            )
+        # When each participant applied order.created, and order_svc each reservation.
+        applied = {
+            participant: await _applied(connections[participant], created)
+            for participant in PARTICIPANTS
+        }
+        applied["order_svc"] = await _applied(
+            connections["order_svc"],
+            [row["id"] for rows in reservations.values() for row in rows],
         )
     finally:
-        await orders.close()
-        await users.close()
+        for connection in connections.values():
+            await connection.close()
 
-    timelines: dict[str, dict[str, float]] = {
-        order_id: {"sent": sent} for order_id, sent in placed.items()
-    }
+    return _assemble(placed, delivered, own, reservations, applied)
+
+
+def _assemble(
+    placed: Mapping[str, float],
+    delivered: Mapping[str, float],
+    own: Sequence[asyncpg.Record],
+    reservations: Mapping[str, Sequence[asyncpg.Record]],
+    applied: Mapping[str, Mapping[Any, float]],
+) -> list[Timeline]:
+    instants = {order_id: {"sent": sent} for order_id, sent in placed.items()}
     by_cause: dict[str, str] = {}
+    completing: dict[str, str] = {}  # order.confirmed's cause -> its order
     for row in own:
         envelope = json.loads(row["body"])
         order_id = row["subject"]
         by_cause[str(row["id"])] = order_id
-        _instants(timelines[order_id], row, envelope, delivered, applied)
-    for row in reserved:
-        envelope = json.loads(row["body"])
-        order_id = by_cause.get(str(envelope.get("causationid")))
-        if order_id is not None:
-            _instants(timelines[order_id], row, envelope, delivered, applied)
-    needed = {instant for hop in SAGA for _, start, end in hop.parts for instant in (start, end)}
-    return [t for t in timelines.values() if needed <= t.keys()]
+        _instants(instants[order_id], row, envelope, delivered)
+        if row["type"] == "order.confirmed":
+            completing[str(envelope.get("causationid"))] = order_id
+        for participant in PARTICIPANTS:
+            if row["id"] in applied[participant]:
+                at = applied[participant][row["id"]]
+                instants[order_id][f"order.created:applied@{participant}"] = at
+    later: dict[str, str] = {}
+    for participant, rows in reservations.items():
+        for row in rows:
+            envelope = json.loads(row["body"])
+            order_id = by_cause.get(str(envelope.get("causationid")))
+            if order_id is None:
+                continue
+            _instants(instants[order_id], row, envelope, delivered)
+            if row["id"] in applied["order_svc"]:
+                instants[order_id][f"{row['type']}:applied"] = applied["order_svc"][row["id"]]
+            if str(row["id"]) in completing:
+                later[order_id] = participant
+    return [
+        Timeline(timeline, later[order_id])
+        for order_id, timeline in instants.items()
+        if order_id in later and needed(later[order_id]) <= timeline.keys()
+    ]
+
+
+async def _applied(connection: asyncpg.Connection, event_ids: list[Any]) -> dict[Any, float]:
+    rows = await connection.fetch(
+        "SELECT event_id, processed_at FROM inbox WHERE event_id = ANY($1::uuid[])", event_ids
+    )
+    return {row["event_id"]: _seconds(row["processed_at"]) for row in rows}
 
 
 def _instants(
@@ -91,7 +119,6 @@ def _instants(
     row: asyncpg.Record,
     envelope: Mapping[str, Any],
     delivered: Mapping[str, float],
-    applied: Mapping[Any, datetime],
 ) -> None:
     kind = envelope["type"]
     timeline[f"{kind}:commit"] = _seconds(envelope["time"])
@@ -99,8 +126,6 @@ def _instants(
         timeline[f"{kind}:claimed"] = _seconds(row["published_at"])
     if str(row["id"]) in delivered:
         timeline[f"{kind}:delivered"] = delivered[str(row["id"])]
-    if row["id"] in applied:
-        timeline[f"{kind}:applied"] = _seconds(applied[row["id"]])
 
 
 _SERVER_TIMING = re.compile(r"app;dur=([\d.]+)")

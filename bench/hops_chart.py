@@ -68,6 +68,14 @@ def plot(section: Mapping[str, Any], path: Path, *, title: str) -> None:
         f"{saga_total.get('p99_ms', float('nan')):.1f} ms)",
         fontsize=9,
     )
+    branches = ", ".join(
+        f"{p['name']} came second in {p['later_share']:.0%} (its branch p50 "
+        f"{p['branch']['p50_ms']:.1f} ms)"
+        for p in section.get("participants", [])
+        if p["branch"] is not None
+    )
+    if branches:
+        axes[0].set_xlabel(f"median of each part (ms)\nof the two participants, {branches}")
     axes[1].set_title(f"Read, one at a time ({section['reads']} requests)", fontsize=9)
     figure.suptitle(title)
     figure.tight_layout()

@@ -225,6 +225,16 @@ def hops_table(section: Mapping[str, Any]) -> str:
         )
         for part, stats in hop["parts"].items():
             lines.append(f"| | {part} | {stats['p50_ms']:,.2f} | {stats['p99_ms']:,.2f} |")
+    for participant in section.get("participants", []):
+        branch = participant["branch"]
+        if branch is None:
+            continue
+        lines.append(
+            f"| {participant['name']}'s branch (`order.created` committed -> "
+            f"`{participant['reservation']}` delivered) | came second in "
+            f"{participant['later_share']:.0%} of orders | {branch['p50_ms']:,.2f} | "
+            f"{branch['p99_ms']:,.2f} |"
+        )
     return "\n".join(lines)
 
 

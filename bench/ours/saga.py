@@ -35,7 +35,7 @@ from bench.stack import Customer, Stack, administrator
 
 TAP_QUEUE = "bench.saga.tap"
 OUTCOMES = ("order.confirmed", "order.rejected")
-INTERMEDIATE = ("order.created", "user.credit_reserved")
+INTERMEDIATE = ("order.created", "user.credit_reserved", "inventory.stock_reserved")
 # Every order reserves stock as well as credit: its book is one of these stock-managed SKUs, in
 # turn (as many as there are closed-loop clients, so that the measurement is not of one hot
 # row's lock), and its pen is not stock-managed and passes without a reservation.

@@ -168,3 +168,22 @@ def test_the_performance_table_is_the_committed_reference_runs(page: str) -> Non
     reference = json.loads((root / "bench/results/reference/results.json").read_text())
 
     assert report.readme_table(reference) in (root / page).read_text()
+
+
+def test_the_hops_table_shows_each_participants_branch_and_how_often_it_came_second() -> None:
+    section = {
+        "hops": [],
+        "participants": [
+            {
+                "name": "inventory_svc",
+                "reservation": "inventory.stock_reserved",
+                "later_share": 0.25,
+                "branch": {"p50_ms": 10.0, "p99_ms": 40.0},
+            }
+        ],
+    }
+
+    assert report.hops_table(section).splitlines()[-1] == (
+        "| inventory_svc's branch (`order.created` committed -> `inventory.stock_reserved` "
+        "delivered) | came second in 25% of orders | 10.00 | 40.00 |"
+    )
