@@ -6,14 +6,27 @@ the event it causes commit in one transaction (the outbox), a relay publishes co
 with publisher confirms and marks them in the transaction it commits after the confirms, and a
 consumer claims each event in the inbox, applies it and writes its own events in one
 transaction, then acks. The statements are the services' own, on databases migrated like theirs
-(same tables, indexes and `NOTIFY outbox` trigger), into the same topology (quorum queues):
+(same tables, indexes and `NOTIFY outbox` trigger), into the same topology (quorum queues), and
+the saga has the services' two participants, reserving in parallel, so that the ratio compares
+the same work:
 
 - placing an order: insert the order and its items (as arrays), append `order.created`;
 - user side, per batch of `order.created`: claim the inbox rows, lock the users, read the
   orders' earlier decisions, insert the reservations, update the users (versioned), append
   `user.credit_reserved`;
-- order side, per batch of `user.credit_reserved`: claim the inbox rows, lock the orders, update
-  them to `confirmed` (versioned), append `order.confirmed`.
+- inventory side, per batch of `order.created`: claim the inbox rows, read the orders' earlier
+  decisions, lock the stocks of the orders' SKUs in sku order (those that have one are the
+  stock-managed ones), insert the reservations with the quantities they hold, update the
+  stocks (versioned), append `inventory.stock_reserved`;
+- order side, per batch of `user.credit_reserved` and `inventory.stock_reserved`, in either
+  order: claim the inbox rows, lock the orders, record which participant reserved, and once
+  both have, update the order to `confirmed` (versioned) and append `order.confirmed`; the
+  first of the two is written at the order's version unchanged, as order_svc does (nothing a
+  client sees has changed).
+
+Neither participant ever refuses: the floor has no rejection and no compensation, and raises
+if an order would need one (the bench gives every user credit, and every SKU stock, that no run
+comes close to using).
 
 Consumers take batches the way ours do (what is waiting, up to the service's batch size, one
 transaction, acks after the commit), with the services' prefetch, pool and relay batch sizes.
@@ -21,13 +34,15 @@ What it leaves out is exactly what the ratio prices: HTTP and FastAPI, pydantic 
 envelope's validation, the domain model, the unit of work and its repositories, middleware,
 metrics, logging and tracing.
 
-It runs as two processes, as the services do: `user` (the consumer of `order.created` and the
-relay of its outbox) until stopped, and `order` (the relay of its outbox, the consumer of
-`user.credit_reserved`, and the closed-loop clients, each placing an order and waiting for its
-`order.confirmed` on a tap queue before placing the next), which prints orders confirmed per
-second in each window (and the CPU it spent on them) as one JSON line and exits:
+It runs as three processes, as the services do: `user` and `inventory` (each the consumer of
+`order.created` on its service's queue and the relay of its outbox) until stopped, and `order`
+(the relay of its outbox, the consumer of both participants' reservations, and the closed-loop
+clients, each placing an order and waiting for its `order.confirmed` on a tap queue before
+placing the next), which prints orders confirmed per second in each window (and the CPU it
+spent on them) as one JSON line and exits:
 
     python -m bench.baselines.floor_saga user USER_DB AMQP_URL
+    python -m bench.baselines.floor_saga inventory INVENTORY_DB AMQP_URL
     python -m bench.baselines.floor_saga order ORDER_DB AMQP_URL USERS_FILE \
         --clients 32 --warmup 3 --windows 1 --seconds 10
 """
@@ -60,7 +75,13 @@ from aio_pika.abc import (
 )
 
 from bench.ours.saga import order_body
-from broker.topology import ORDER_SVC_QUEUE, TOPOLOGY, USER_SVC_QUEUE, declare
+from broker.topology import (
+    INVENTORY_SVC_QUEUE,
+    ORDER_SVC_QUEUE,
+    TOPOLOGY,
+    USER_SVC_QUEUE,
+    declare,
+)
 from shared.persistence.database import dsn
 from shared.settings import ServiceSettings
 
@@ -89,9 +110,9 @@ RETURNING seq, id, type, body
 """
 
 ADD_ORDER = """
-INSERT INTO orders (id, user_id, status, reason, total, version, created_at, updated_at,
-                    idempotency_key, request_fingerprint)
-VALUES ($1, $2, 'pending', NULL, $3, 1, $4, $4, NULL, NULL)
+INSERT INTO orders (id, user_id, status, reason, credit_reserved, stock_reserved, total, version,
+                    created_at, updated_at, idempotency_key, request_fingerprint)
+VALUES ($1, $2, 'pending', NULL, false, false, $3, 1, $4, $4, NULL, NULL)
 ON CONFLICT ON CONSTRAINT uq_orders_idempotency_key DO NOTHING
 RETURNING id
 """
@@ -100,13 +121,16 @@ INSERT INTO order_items (order_id, position, sku, quantity, unit_price)
 SELECT $1, unnest($2::integer[]), unnest($3::text[]), unnest($4::integer[]), unnest($5::bigint[])
 """
 LOCK_ORDERS = """
-SELECT id, user_id, total, status, version FROM orders
+SELECT id, user_id, total, status, credit_reserved, stock_reserved, version, updated_at FROM orders
 WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
 """
-CONFIRM_ORDERS = """
-UPDATE orders SET status = 'confirmed', version = changed.version, updated_at = changed.updated_at
-FROM unnest($1::uuid[], $2::integer[], $3::integer[], $4::timestamptz[])
-    AS changed (id, version, stored_version, updated_at)
+SAVE_ORDERS = """
+UPDATE orders SET status = changed.status, credit_reserved = changed.credit_reserved,
+                  stock_reserved = changed.stock_reserved, version = changed.version,
+                  updated_at = changed.updated_at
+FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::boolean[], $5::integer[], $6::integer[],
+            $7::timestamptz[])
+    AS changed (id, status, credit_reserved, stock_reserved, version, stored_version, updated_at)
 WHERE orders.id = changed.id AND orders.version = changed.stored_version
 RETURNING orders.id
 """
@@ -129,6 +153,26 @@ FROM unnest($1::uuid[], $2::bigint[], $3::integer[], $4::integer[], $5::timestam
     AS changed (id, credit_reserved, version, stored_version, updated_at)
 WHERE users.id = changed.id AND users.version = changed.stored_version
 RETURNING users.id
+"""
+
+STOCK_DECIDED = "SELECT order_id FROM stock_reservations WHERE order_id = ANY($1::uuid[])"
+LOCK_STOCKS = """
+SELECT sku, on_hand, reserved, version FROM stock
+WHERE sku = ANY($1::text[]) ORDER BY sku FOR UPDATE
+"""
+ADD_STOCK_RESERVATIONS = """
+INSERT INTO stock_reservations (order_id, status, items, version)
+SELECT unnest($1::uuid[]), 'reserved', unnest($2::jsonb[]), 1
+ON CONFLICT (order_id) DO NOTHING
+RETURNING order_id
+"""
+RESERVE_STOCK = """
+UPDATE stock SET reserved = changed.reserved, version = changed.version,
+                 updated_at = changed.updated_at
+FROM unnest($1::text[], $2::bigint[], $3::integer[], $4::integer[], $5::timestamptz[])
+    AS changed (sku, reserved, version, stored_version, updated_at)
+WHERE stock.sku = changed.sku AND stock.version = changed.stored_version
+RETURNING stock.sku
 """
 
 Outgoing = tuple[uuid.UUID, str, str, bytes]  # an outbox row: id, type, subject, body
@@ -315,20 +359,94 @@ async def reserve_credit(connection: asyncpg.Connection, events: list[dict[str, 
     await append(connection, outgoing)
 
 
-async def confirm_orders(connection: asyncpg.Connection, events: list[dict[str, Any]]) -> None:
-    """order_svc's step on a batch of `user.credit_reserved`: confirm each pending order."""
-    reserved = [e["data"]["order_id"] for e in events]
-    orders = {str(row["id"]): dict(row) for row in await connection.fetch(LOCK_ORDERS, reserved)}
-    now = datetime.now(UTC)
-    confirmed: list[dict[str, Any]] = []
+async def reserve_stock(connection: asyncpg.Connection, events: list[dict[str, Any]]) -> None:
+    """inventory_svc's decision on a batch of `order.created`: reserve each order's lines of
+    stock-managed SKUs, summed per SKU (the order's other lines need no stock)."""
+    orders = [e["data"] for e in events]
+    decided = {
+        str(row[0])
+        for row in await connection.fetch(STOCK_DECIDED, [o["order_id"] for o in orders])
+    }
+    skus = list({item["sku"] for order in orders for item in order["items"]})
+    stocks = {row["sku"]: dict(row) for row in await connection.fetch(LOCK_STOCKS, skus)}
+    reservations: list[tuple[uuid.UUID, str]] = []
+    stored: dict[str, int] = {}
     outgoing: list[Outgoing] = []
-    for envelope, order_id in zip(events, reserved, strict=True):
-        order = orders[order_id]
-        if order["status"] != "pending":
+    for envelope, order in zip(events, orders, strict=True):
+        needed: dict[str, int] = {}
+        for item in order["items"]:
+            if item["sku"] in stocks:
+                needed[item["sku"]] = needed.get(item["sku"], 0) + item["quantity"]
+        if order["order_id"] in decided or any(
+            stocks[sku]["on_hand"] - stocks[sku]["reserved"] < quantity
+            for sku, quantity in needed.items()
+        ):
+            raise RuntimeError(f"the floor has no stock rejection: order {order['order_id']}")
+        for sku, quantity in needed.items():
+            stored.setdefault(sku, stocks[sku]["version"])
+            stocks[sku]["reserved"] += quantity
+            stocks[sku]["version"] += 1
+        items = [{"sku": sku, "quantity": quantity} for sku, quantity in needed.items()]
+        order_id = uuid.UUID(order["order_id"])
+        reservations.append((order_id, json.dumps(items)))
+        outgoing.append(
+            event(
+                "inventory.stock_reserved",
+                source="/inventory_svc",
+                subject=order_id,
+                data={"order_id": order["order_id"], "items": items},
+                version=1,  # a new reservation's
+                correlation=envelope["correlationid"],
+                cause=envelope,
+            )
+        )
+    if reservations:
+        ids, held = zip(*reservations, strict=True)
+        added = await connection.fetch(ADD_STOCK_RESERVATIONS, ids, held)
+        if len(added) != len(ids):
+            raise RuntimeError("another transaction decided orders of the batch")
+    if stored:
+        changed = [stocks[sku] for sku in stored]
+        now = datetime.now(UTC)
+        written = await connection.fetch(
+            RESERVE_STOCK,
+            list(stored),
+            [s["reserved"] for s in changed],
+            [s["version"] for s in changed],
+            list(stored.values()),
+            [now] * len(changed),
+        )
+        if len(written) != len(changed):
+            raise RuntimeError("a stock changed under the batch")
+    await append(connection, outgoing)
+
+
+# The order's column that records each participant's reservation, by the event that brings it.
+HELD = {"user.credit_reserved": "credit_reserved", "inventory.stock_reserved": "stock_reserved"}
+
+
+async def confirm_orders(connection: asyncpg.Connection, events: list[dict[str, Any]]) -> None:
+    """order_svc's step on a batch of reservations from either participant: record each on its
+    pending order, and confirm the order once it holds both, whichever came first."""
+    orders = {
+        str(row["id"]): dict(row)
+        for row in await connection.fetch(LOCK_ORDERS, [e["data"]["order_id"] for e in events])
+    }
+    now = datetime.now(UTC)
+    stored: dict[str, int] = {}
+    outgoing: list[Outgoing] = []
+    for envelope in events:
+        order_id = envelope["data"]["order_id"]
+        order, held = orders[order_id], HELD[envelope["type"]]
+        if order["status"] != "pending" or order[held]:
+            continue
+        stored.setdefault(order_id, order["version"])
+        order[held] = True
+        if not (order["credit_reserved"] and order["stock_reserved"]):
             continue
         order["status"] = "confirmed"
         order["version"] += 1
-        confirmed.append(order)
+        order["updated_at"] = now
         outgoing.append(
             event(
                 "order.confirmed",
@@ -344,15 +462,19 @@ async def confirm_orders(connection: asyncpg.Connection, events: list[dict[str, 
                 cause=envelope,
             )
         )
-    if confirmed:
+    if stored:
+        changed = [orders[order_id] for order_id in stored]
         written = await connection.fetch(
-            CONFIRM_ORDERS,
-            [o["id"] for o in confirmed],
-            [o["version"] for o in confirmed],
-            [o["version"] - 1 for o in confirmed],
-            [now] * len(confirmed),
+            SAVE_ORDERS,
+            [o["id"] for o in changed],
+            [o["status"] for o in changed],
+            [o["credit_reserved"] for o in changed],
+            [o["stock_reserved"] for o in changed],
+            [o["version"] for o in changed],
+            list(stored.values()),
+            [o["updated_at"] for o in changed],
         )
-        if len(written) != len(confirmed):
+        if len(written) != len(changed):
             raise RuntimeError("an order changed under the batch")
     await append(connection, outgoing)
 
@@ -447,15 +569,22 @@ async def closed_loop(
     return {"windows": [count / seconds for count in counts], "orders": len(confirmations)}
 
 
-async def user_side(database_url: str, amqp_url: str) -> None:
+async def participant_side(database_url: str, amqp_url: str, *, queue: str, apply: Apply) -> None:
+    """A participant's relay and its consumer of `order.created`, until stopped."""
     async with asyncpg.create_pool(dsn(database_url), min_size=1, max_size=POOL_SIZE) as pool:
         amqp = await aio_pika.connect(amqp_url)
         async with amqp:
             await declare(await amqp.channel())
             await asyncio.gather(
                 Relay(pool, database_url, amqp).run(),
-                Consumer(pool, USER_SVC_QUEUE.name, reserve_credit).run(amqp),
+                Consumer(pool, queue, apply).run(amqp),
             )
+
+
+PARTICIPANTS = {
+    "user": (USER_SVC_QUEUE.name, reserve_credit),
+    "inventory": (INVENTORY_SVC_QUEUE.name, reserve_stock),
+}
 
 
 async def order_side(
@@ -491,7 +620,7 @@ async def order_side(
 
 def main(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.baselines.floor_saga")
-    parser.add_argument("side", choices=("user", "order"))
+    parser.add_argument("side", choices=(*PARTICIPANTS, "order"))
     parser.add_argument("database_url")
     parser.add_argument("amqp_url")
     parser.add_argument("users", nargs="?", help="order side: a file of user ids, one a line")
@@ -500,8 +629,9 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--windows", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=10.0)
     options = parser.parse_args(argv)
-    if options.side == "user":
-        work = user_side(options.database_url, options.amqp_url)
+    if options.side in PARTICIPANTS:
+        queue, apply = PARTICIPANTS[options.side]
+        work = participant_side(options.database_url, options.amqp_url, queue=queue, apply=apply)
     else:
         users = [uuid.UUID(line) for line in Path(options.users).read_text().split()]
         work = order_side(options.database_url, options.amqp_url, users, options)
