@@ -1,8 +1,8 @@
 """Baseline `raw_publish_eps`: plain aio-pika publishing persistent order.created-sized messages
-with publisher confirms, pipelined, through a topic exchange into one quorum queue.
-
-The exchange hop is kept because the relay publishes through the `events` topic exchange too:
-only the mechanism around the publish differs, not the route.
+with publisher confirms, pipelined, through the `events` exchange into the queues the relay's
+order.created events reach (user_svc's and inventory_svc's quorum queues, declared as the
+services declare them): only the mechanism around the publish differs from the relay, not the
+route.
 """
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ import time
 
 import aio_pika
 
-from bench.amqp import publish_pipelined, quorum_queue
+from bench.amqp import publish_pipelined, purge_routed
 from bench.messages import ORDER_CREATED, amqp_message, order_created_body
-
-EXCHANGE = "bench.raw_publish"
-QUEUE = "bench.raw_publish"
+from broker.topology import TOPOLOGY, declare
 
 
 async def measure(amqp_url: str, *, messages: int, window: int) -> float:
@@ -24,11 +22,8 @@ async def measure(amqp_url: str, *, messages: int, window: int) -> float:
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.declare_exchange(
-            EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        queue = await quorum_queue(channel, QUEUE)
-        await queue.bind(exchange, ORDER_CREATED)
+        await declare(channel)
+        exchange = await channel.get_exchange(TOPOLOGY.exchange.name)
         started = time.perf_counter()
         await publish_pipelined(
             exchange,
@@ -36,5 +31,5 @@ async def measure(amqp_url: str, *, messages: int, window: int) -> float:
             window=window,
         )
         elapsed = time.perf_counter() - started
-        await queue.purge()
+        await purge_routed(channel, ORDER_CREATED)
     return messages / elapsed

@@ -19,7 +19,7 @@ import asyncpg
 
 from bench.amqp import publish_pipelined, wait_for_depth
 from bench.messages import ORDER_CREATED, amqp_message, order_created
-from broker.topology import TOPOLOGY, USER_SVC_QUEUE, declare
+from broker.topology import USER_SVC_QUEUE, declare
 from shared.messaging.consumer import EventConsumer
 from shared.messaging.envelope import encode
 from shared.observability.metrics import Metrics
@@ -92,10 +92,11 @@ async def publish_orders(
         channel = await amqp.channel(publisher_confirms=True)
         await declare(channel)
         await channel.declare_queue(USER_SVC_QUEUE.name, passive=True)
-        exchange = await channel.get_exchange(TOPOLOGY.exchange.name)
+        # Straight into the queue (the default exchange): through `events` every copy would
+        # also reach inventory_svc's queue, where nothing consumes it in this measurement.
         await publish_pipelined(
-            exchange,
-            ((ORDER_CREATED, amqp_message(uuid.uuid4(), body)) for body in bodies),
+            channel.default_exchange,
+            ((USER_SVC_QUEUE.name, amqp_message(uuid.uuid4(), body)) for body in bodies),
             window=window,
         )
         await wait_for_depth(channel, USER_SVC_QUEUE.name, messages)

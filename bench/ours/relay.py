@@ -14,8 +14,9 @@ import uuid
 import aio_pika
 import asyncpg
 
+from bench.amqp import purge_routed
 from bench.messages import ORDER_CREATED, order_created_body
-from broker.topology import TOPOLOGY, USER_SVC_QUEUE, declare
+from broker.topology import TOPOLOGY, declare
 from order_svc.models import outbox
 from shared.messaging.relay import OutboxRelay
 from shared.observability.metrics import Metrics
@@ -65,8 +66,7 @@ async def drain(database_url: str, amqp_url: str, *, rows: int) -> float:
         elapsed = time.perf_counter() - started
         if published != rows:
             raise RuntimeError(f"the relay published {published} of {rows} outbox rows")
-        queue = await channel.declare_queue(USER_SVC_QUEUE.name, passive=True)
-        await queue.purge()
+        await purge_routed(channel, ORDER_CREATED)
     finally:
         await amqp.close()
         await database.close()
