@@ -50,6 +50,8 @@ ROW = {
     "user_id": USER_ID,
     "status": "pending",
     "reason": None,
+    "credit_reserved": False,
+    "stock_reserved": False,
     "total": 3_250,
     "version": 1,
     "created_at": NOW,

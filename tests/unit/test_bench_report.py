@@ -187,3 +187,10 @@ def test_the_hops_table_shows_each_participants_branch_and_how_often_it_came_sec
         "| inventory_svc's branch (`order.created` committed -> `inventory.stock_reserved` "
         "delivered) | came second in 25% of orders | 10.00 | 40.00 |"
     )
+
+
+def test_the_performance_pages_hop_table_is_the_committed_reference_runs() -> None:
+    root = Path(__file__).resolve().parents[2]
+    reference = json.loads((root / "bench/results/reference/results.json").read_text())
+
+    assert report.hops_table(reference["hops"]) in (root / "docs/design/performance.md").read_text()
