@@ -10,6 +10,10 @@ For every message, in this order:
    handler, let the unit of work write the resulting events to the outbox, commit.
 3. Ack only after the commit. A crash before the ack redelivers the message; the inbox makes the
    redelivery a no-op. A crash before the commit rolls everything back; the redelivery applies it.
+   A channel that closes before the ack (a broker node going away) is the same case: RabbitMQ
+   requeues every unacknowledged delivery of a closed channel by itself. Such a delivery is
+   neither nacked (there is no channel to do it on) nor logged as a failure: a batch cut off
+   by a broker restart is one warning, not a traceback per message hiding the real problems.
 
 Messages that are already waiting when a worker becomes free are applied together, up to
 `batch_size`, in one transaction: one inbox insert, one statement locking the rows the handlers
@@ -39,6 +43,7 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
 )
+from aio_pika.exceptions import ChannelInvalidStateError
 from sqlalchemy import Table
 
 from broker.topology import Queue
@@ -57,7 +62,7 @@ from shared.messaging.middleware import (
     chain_handle,
     chain_settle,
 )
-from shared.messaging.retries import RetryRouting
+from shared.messaging.retries import RetryRouting, channel_closed
 from shared.observability.metrics import Metrics
 from shared.observability.tracing import untraced
 from shared.persistence.unit_of_work import UnitOfWork
@@ -291,6 +296,8 @@ class EventConsumer(Generic[U]):
                 # A bug here must not kill the worker; the broker redelivers what is unsettled.
                 log.exception("could not process a batch of %d messages", len(batch))
                 for message in batch:
+                    if channel_closed(message):
+                        continue  # already back with the broker
                     with contextlib.suppress(Exception):
                         await message.nack(requeue=True)
             finally:
@@ -302,6 +309,7 @@ class EventConsumer(Generic[U]):
         decoded = [self._decode(m.body, m.content_type, m.headers) for m in batch]
         ready = [d for d in decoded if isinstance(d, _Decoded)]
         applied: dict[int, Result] = {}
+        left_to_the_broker = 0
         if len(ready) > 1:
             try:
                 applied = dict(zip(map(id, ready), await self._apply_batch(ready), strict=True))
@@ -317,19 +325,32 @@ class EventConsumer(Generic[U]):
                 result = applied.get(id(outcome)) or await self._apply_one(outcome)
             else:
                 result = outcome
-            await self._finish(Delivery(message, result, received_at, started))
+            if not await self._finish(Delivery(message, result, received_at, started)):
+                left_to_the_broker += 1
+        if left_to_the_broker:
+            log.warning(
+                "the channel closed before %d deliveries from %s were settled: the broker "
+                "redelivers them (the inbox makes the redelivery of an applied one a no-op)",
+                left_to_the_broker,
+                self.name,
+            )
 
-    async def _finish(self, delivery: Delivery) -> None:
-        """Settle the delivery through the middleware chain; give it back if that fails."""
+    async def _finish(self, delivery: Delivery) -> bool:
+        """Settle the delivery through the middleware chain, or give it back if that fails;
+        False if its channel closed first, which has already given it back."""
+        message = delivery.message
         try:
             await self._settle(delivery)
-        except Exception:
+        except Exception as error:
+            if isinstance(error, ChannelInvalidStateError) or channel_closed(message):
+                # The broker requeued it when the channel closed (see the module docstring).
+                return False
             # Could not even park or dead-letter it (broker or channel trouble): give it back.
             # RabbitMQ's delivery limit dead-letters it if this repeats forever.
-            message = delivery.message
             log.exception("could not settle message %s, requeueing it", message.message_id)
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
+        return True
 
 
 async def _run(handling: Handling) -> None:

@@ -6,6 +6,12 @@ after the delay, while the messages behind it go on. After `max_attempts` it goe
 with the exception type, message and attempt count in headers; so does, at once, a message that
 can never be processed. The copy is published (and confirmed) before the original is acked: a
 crash in between duplicates, which the inbox absorbs, and never loses.
+
+A delivery whose channel has closed (a broker node went away, the connection dropped) is already
+back in its queue: RabbitMQ requeues every unacknowledged delivery of a channel that closes. It
+can no longer be acked (its delivery tag meant something only on that channel), and a retry or
+dead-letter copy published on the reopened channel would be a second one beside the redelivery,
+so settling it stops before the copy and raises `ChannelInvalidStateError`, as its ack would.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.exceptions import ChannelInvalidStateError
 
 from broker.topology import Queue
 from shared.messaging.binding import attribute_headers
@@ -39,8 +46,13 @@ class RetryRouting:
 
     async def __call__(self, delivery: Delivery) -> str:
         """Route and ack the delivery; what became of it (an outcome to count)."""
+        message = delivery.message
+        if channel_closed(message):
+            raise ChannelInvalidStateError(
+                f"the channel of message {message.message_id} closed before it was settled"
+            )
         settled = await self._route(delivery)
-        await delivery.message.ack()
+        await message.ack()
         return settled
 
     async def _route(self, delivery: Delivery) -> str:
@@ -113,6 +125,14 @@ class RetryRouting:
             ),
             routing_key=queue,
         )
+
+
+def channel_closed(message: AbstractIncomingMessage) -> bool:
+    """Whether the channel `message` came on has closed, which gave it back to the broker."""
+    try:
+        return message.channel.is_closed
+    except ChannelInvalidStateError:  # how aio-pika answers for a closed channel
+        return True
 
 
 def attempt_of(message: AbstractIncomingMessage) -> int:

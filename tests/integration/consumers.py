@@ -26,13 +26,14 @@ def consumer_of(
     max_attempts: int = MAX_ATTEMPTS,
     prefetch: int = 10,
     batch_size: int = 1,
+    metrics: Metrics | None = None,
 ) -> EventConsumer[OrderUnitOfWork]:
     return EventConsumer(
         queue=queue,
         handlers=handlers,
         unit_of_work=lambda: unit_of_work(database),
         inbox_table=inbox,
-        metrics=Metrics(),
+        metrics=metrics or Metrics(),
         prefetch=prefetch,
         max_attempts=max_attempts,
         batch_size=batch_size,
@@ -47,3 +48,11 @@ def registered(user_id: uuid.UUID, name: str = "Ada") -> bytes:
 async def customer(database: Database, user_id: uuid.UUID) -> Customer | None:
     async with unit_of_work(database) as uow:
         return await uow.customers.get(user_id)
+
+
+def consumed(metrics: Metrics, event_type: str, outcome: str) -> int:
+    """How many deliveries of `event_type` the consumer counted as settled with `outcome`."""
+    value = metrics.registry.get_sample_value(
+        "consumer_messages_total", {"type": event_type, "outcome": outcome}
+    )
+    return int(value or 0)

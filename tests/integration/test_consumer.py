@@ -1,12 +1,13 @@
 """The event consumer against real PostgreSQL (order_svc's tables) and, at the end, real RabbitMQ.
 
 `handle()` is the whole processing of one message short of the ack, so most behaviours are
-specified on it directly; the last test runs the consumer on a queue of a fresh vhost.
+specified on it directly; the last tests run the consumer on a queue of a fresh vhost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from typing import Any
 
@@ -23,10 +24,12 @@ from shared.events import UserRegistered
 from shared.messaging.consumer import EventConsumer, Handler
 from shared.messaging.envelope import CloudEvent
 from shared.messaging.middleware import Outcome
+from shared.observability.metrics import Metrics
 from shared.persistence.database import Database
-from tests.integration.consumers import consumer_of, customer, registered
+from tests.integration.consumers import consumed, consumer_of, customer, registered
 from tests.integration.rows import count_rows, outbox_events
 from tests.support.events import cloud_event, dead_letters, publish
+from tests.support.severable import SeverableConnection
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -294,3 +297,64 @@ async def test_each_message_of_a_batch_causes_the_events_its_handler_raised(
     assert {(e.type, e.subject, e.causationid) for e in rejected} == {
         ("order.rejected", str(order_id), str(event_id)) for order_id, event_id in cause_of.items()
     }
+
+
+async def test_a_batch_whose_channel_closed_before_its_ack_is_one_warning_and_applied_once(
+    order_database: Database, amqp_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The broker connection is cut while a batch of three runs; the batch commits, its acks
+    cannot be sent, and the broker redelivers it to the reconnected consumer."""
+    users = [uuid.uuid4() for _ in range(4)]
+    buffered, in_batch, severed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    handled: list[uuid.UUID] = []
+
+    async def held(event: UserRegistered, envelope: CloudEvent, uow: OrderUnitOfWork) -> None:
+        handled.append(event.user_id)
+        if len(handled) == 1:
+            await buffered.wait()  # alone, until the other three are delivered: one batch
+        elif len(handled) == 2:
+            in_batch.set()
+            await severed.wait()
+        await order_handlers.on_user_registered(event, envelope, uow)
+
+    metrics = Metrics()
+    consumer = consumer_of(
+        order_database,
+        handlers={**SPEC.handlers, "user.registered": held},
+        prefetch=8,
+        batch_size=8,
+        metrics=metrics,
+    )
+    caplog.set_level(logging.WARNING, logger="shared.messaging")
+    async with SeverableConnection(amqp_url) as broker:
+        channel = await broker.connection.channel()
+        await declare(channel, TOPOLOGY)
+        await consumer.start(broker.connection)
+        try:
+            for user_id in users:
+                await publish(amqp_url, "user.registered", registered(user_id))
+
+            async def all_delivered() -> bool:
+                queue = await channel.declare_queue(ORDER_SVC_QUEUE.name, passive=True)
+                return queue.declaration_result.message_count == 0
+
+            async def redelivered_as_duplicates() -> bool:
+                return consumed(metrics, "user.registered", "duplicate") == 3
+
+            await eventually(all_delivered, timeout=10, what="every message delivered")
+            buffered.set()
+            await asyncio.wait_for(in_batch.wait(), timeout=10)
+            await broker.sever()
+            severed.set()
+            await eventually(redelivered_as_duplicates, timeout=10, what="the redelivered batch")
+        finally:
+            await asyncio.wait_for(consumer.stop(), timeout=10)
+
+    ours = [r for r in caplog.records if r.name.startswith("shared.messaging")]
+    assert [r.getMessage() for r in ours if r.levelno >= logging.ERROR or r.exc_info] == []
+    [warning] = [r for r in ours if "redeliver" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "before 3 deliveries" in warning.getMessage()
+    assert sorted(handled) == sorted(users), "each handler ran once: the redeliveries were no-ops"
+    assert [await customer(order_database, u) is not None for u in users] == [True] * 4
+    assert await count_rows(order_database, inbox) == 4

@@ -7,6 +7,7 @@ failed attempt's rollback must undo).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -23,10 +24,12 @@ from order_svc.uow import OrderUnitOfWork
 from shared.events import UserRegistered
 from shared.messaging.consumer import EventConsumer
 from shared.messaging.envelope import CloudEvent
+from shared.observability.metrics import Metrics
 from shared.persistence.database import Database
-from tests.integration.consumers import consumer_of, customer, registered
+from tests.integration.consumers import consumed, consumer_of, customer, registered
 from tests.integration.rows import count_rows
 from tests.support.events import dead_letters, in_binary_mode, publish
+from tests.support.severable import SeverableConnection
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -236,3 +239,48 @@ async def test_a_replayed_dead_letter_is_applied_once_the_fault_is_fixed(
     assert handler.calls == 3
     assert await count_rows(order_database, inbox) == 1
     assert await dead_letters(amqp_url, queue.dead_letter_queue) == []
+
+
+async def test_a_failed_delivery_whose_channel_closed_is_not_dead_lettered_twice(
+    order_database: Database, amqp_url: str, queue: Queue
+) -> None:
+    """The broker connection is cut while the handler runs and restored before it fails: the
+    broker already has the delivery back, so only its redelivery is dead-lettered."""
+    in_handler, severed = asyncio.Event(), asyncio.Event()
+    calls = 0
+
+    async def fails(event: UserRegistered, envelope: CloudEvent, uow: OrderUnitOfWork) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            in_handler.set()
+            await severed.wait()
+        raise ConnectionError(f"simulated outage on call {calls}")
+
+    metrics = Metrics()
+    consumer = consumer_of(
+        order_database,
+        queue=queue,
+        handlers={"user.registered": fails},
+        max_attempts=1,
+        metrics=metrics,
+    )
+    async with SeverableConnection(amqp_url) as broker:
+        await declare(await broker.connection.channel(), Topology(exchange=EVENTS, queues=(queue,)))
+        await consumer.start(broker.connection)
+        try:
+            await publish(amqp_url, "user.registered", registered(uuid.uuid4()))
+
+            async def redelivery_dead_lettered() -> bool:
+                return consumed(metrics, "user.registered", "dead_lettered") == 1
+
+            await asyncio.wait_for(in_handler.wait(), timeout=10)
+            await broker.sever()
+            severed.set()
+            await eventually(redelivery_dead_lettered, timeout=10, what="the redelivery")
+        finally:
+            await asyncio.wait_for(consumer.stop(), timeout=10)
+
+    [dead] = await dead_letters(amqp_url, queue.dead_letter_queue)
+    assert "simulated outage on call 2" in str(dead.headers["x-dead-letter-reason"])
+    assert calls == 2
