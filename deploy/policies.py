@@ -20,9 +20,12 @@ Each rule takes every rendered resource of an overlay and returns a `Finding` pe
   (`<SERVICE>_PORT`), `worker` and `relay` on `OPS_PORT`; liveness `/healthz`, readiness `/readyz`.
 - `ingress_matches_openapi`: the Ingress routes every path of each service's OpenAPI document
   to that service's API, and nothing else (never the health, readiness or metrics routes).
+- `service_arguments`: every container of the system's image names a service and one of its
+  roles as its args, and keeps the image's entrypoint.
 
-A service's container is recognised by its command, `python -m <package>`; its role is its
-first argument.
+A service's container is recognised by its image, `eventful` (the repository's Dockerfile), from
+any registry and at any tag. The image's entrypoint is `python -m`, so the container's args are
+the service's package and its role: `["order_svc", "worker"]`.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from broker.definitions import development_definitions
 from broker.k8s import queue_declarations, resource_name
 from broker.topology import TOPOLOGY, Topology
 from deploy.manifests import POD_SPEC_PATH, Document, Finding, Manifest, containers, pod_spec
+from shared.runtime.roles import Role
 from shared.runtime.server import SHUTDOWN_DEADLINE_SECONDS
 from shared.settings import ServiceSettings
 
@@ -52,6 +56,12 @@ Rule = Callable[[Sequence[Manifest]], list[Finding]]
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job"})
 RUN_TO_COMPLETION_KINDS = frozenset({"Job"})
 REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+# The one image every service runs, its entrypoint `python -m`. Every service has a broker
+# account, so the accounts name the packages a container may run.
+SERVICE_IMAGE = "eventful"
+SERVICE_PACKAGES = tuple(account.service for account in SERVICE_ACCOUNTS)
+ROLES = tuple(role.value for role in Role)
 
 # Where each role serves /healthz and /readyz (issue 11's process roles): the API on the
 # service's port, the worker and the relay on a small HTTP port of their own.
@@ -72,7 +82,7 @@ OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 @dataclass(frozen=True)
 class AppContainer:
-    """A container running one of the services: `python -m <package> <role>`."""
+    """A container running one of the services: the system's image, args `[<package>, <role>]`."""
 
     manifest: Manifest
     path: str
@@ -91,13 +101,34 @@ class AppContainer:
 
 
 def app_containers(manifests: Iterable[Manifest]) -> Iterator[AppContainer]:
+    """Each container that runs a service: the system's image with a service and a role as its
+    args (`service_arguments` reports the containers of the image that have neither)."""
     for manifest in manifests:
         for path, container in containers(manifest.document):
-            command = [str(part) for part in container.get("command", [])]
-            args = [str(part) for part in container.get("args", [])]
-            if command[:2] == ["python", "-m"] and len(command) == 3:
-                role = args[0] if args else "all"
-                yield AppContainer(manifest, path, container, package=command[2], role=role)
+            if runs_service_image(container) and _arguments_problem(container) is None:
+                package, role = (str(arg) for arg in container["args"])
+                yield AppContainer(manifest, path, container, package=package, role=role)
+
+
+def runs_service_image(container: Document) -> bool:
+    """Whether a container runs the system's image, from whichever registry, at whatever tag."""
+    reference = str(container.get("image", "")).split("@", 1)[0]
+    return reference.rsplit("/", 1)[-1].split(":", 1)[0] == SERVICE_IMAGE
+
+
+def _arguments_problem(container: Document) -> tuple[str, str] | None:
+    """Where and why a container of the system's image does not run a service's role."""
+    if "command" in container:
+        return "command", "replaces the image's entrypoint (`python -m`): give only args"
+    match [str(arg) for arg in container.get("args", [])]:
+        case [package, role]:
+            if package not in SERVICE_PACKAGES:
+                return "args[0]", f"{package} is not a service ({', '.join(SERVICE_PACKAGES)})"
+            if role not in ROLES:
+                return "args[1]", f"{role} is not a role of {package} ({', '.join(ROLES)})"
+            return None
+        case args:
+            return "args", f"must be [<service>, <role>], is {args}"
 
 
 def workloads(manifests: Iterable[Manifest]) -> Iterator[Manifest]:
@@ -470,6 +501,17 @@ def probes_match_roles(manifests: Sequence[Manifest]) -> list[Finding]:
     return findings
 
 
+def service_arguments(manifests: Sequence[Manifest]) -> list[Finding]:
+    findings = []
+    for manifest in workloads(manifests):
+        for path, container in containers(manifest.document):
+            problem = _arguments_problem(container) if runs_service_image(container) else None
+            if problem is not None:
+                where, message = problem
+                findings.append(manifest.finding(f"{path}.{where}", message))
+    return findings
+
+
 def _port_number(port: Any, container: Document) -> int | None:
     if isinstance(port, int):
         return port
@@ -602,6 +644,7 @@ RULES: tuple[Rule, ...] = (
     settings_are_read,
     probes_match_roles,
     ingress_matches_openapi,
+    service_arguments,
 )
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from importlib.util import find_spec
 from typing import Any
 
 import pytest
 
 from deploy import policies
-from deploy.manifests import Manifest
+from deploy.manifests import Manifest, containers
+from shared.runtime.roles import Role
 from shared.runtime.server import SHUTDOWN_DEADLINE_SECONDS
 from tests.deploy.conftest import of_kind
 
@@ -272,6 +274,71 @@ def test_every_service_runs_each_role_with_its_own_argument(overlay: list[Manife
         for package in ("user_svc", "order_svc", "inventory_svc")
         for role in ("api", "worker", "relay", "migrate")
     }
+
+
+def test_every_container_of_the_image_names_a_real_module_and_role(
+    overlay: list[Manifest],
+) -> None:
+    arguments = [
+        container["args"]
+        for workload in policies.workloads(overlay)
+        for _, container in containers(workload.document)
+        if policies.runs_service_image(container)
+    ]
+
+    assert len(arguments) == 12  # 3 services, 4 roles
+    for module, role in arguments:
+        assert find_spec(f"{module}.__main__") is not None, module
+        assert role in set(Role), role
+    assert [str(f) for f in policies.service_arguments(overlay)] == []
+
+
+def test_every_service_runs_the_one_image(overlay: list[Manifest]) -> None:
+    images = {app.container["image"] for app in policies.app_containers(overlay)}
+
+    assert len(images) == 1
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "eventful",
+        "eventful:0.1.0",
+        "registry.example.com:5000/team/eventful:1.2",
+        "eventful@sha256:0",
+    ],
+)
+def test_the_image_is_recognised_from_any_registry_at_any_tag(image: str) -> None:
+    assert policies.runs_service_image({"image": image})
+
+
+@pytest.mark.parametrize("image", ["eventful-service:0.1.0", "postgres:16", "team/eventfully"])
+def test_another_image_is_not_the_services(image: str) -> None:
+    assert not policies.runs_service_image({"image": image})
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "message"),
+    [
+        ({"args": ["worker"]}, "args", "must be [<service>, <role>], is ['worker']"),
+        ({"args": ["order_svcc", "worker"]}, "args[0]", "order_svcc is not a service"),
+        ({"args": ["order_svc", "consumer"]}, "args[1]", "consumer is not a role of order_svc"),
+        ({"command": ["python", "-m", "order_svc"]}, "command", "replaces the image's entrypoint"),
+    ],
+    ids=["no module", "misspelt module", "unknown role", "command"],
+)
+def test_a_container_of_the_image_that_runs_no_service_role_is_refused(
+    rendered: dict[str, list[Manifest]], change: dict[str, list[str]], path: str, message: str
+) -> None:
+    worker = named(rendered["prod"], "Deployment", "order-svc-worker")
+    bad = with_change(worker, lambda d: app_container(d).update(change))
+
+    [finding] = policies.service_arguments(bad)
+
+    assert finding.path == f"spec.template.spec.containers[0].{path}"
+    assert message in finding.message
+    assert finding.file.endswith("base/service/worker.yaml")
+    assert list(policies.app_containers(bad)) == []
 
 
 def test_a_worker_probed_on_the_service_port_is_refused(

@@ -5,12 +5,15 @@ way CONTRACT.md says without needing Docker (nothing here starts a container). T
 broker set-up in step with the code: RabbitMQ loads `broker/definitions.json` at boot, which must
 be what `python -m broker definitions` renders from the topology and the service accounts, and
 each service connects as its own account with the password those definitions give it. Both
-count their rate limits in the one Redis, so that replicas share a limit.
+count their rate limits in the one Redis, so that replicas share a limit. Every service runs the
+one image the root Dockerfile builds, its command naming the service and its role.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,13 +23,24 @@ import yaml
 
 from broker.accounts import SERVICE_ACCOUNTS, ServiceAccount
 from broker.definitions import DEVELOPMENT_VHOST, development_definitions, to_json
+from inventory_svc.settings import InventorySettings
+from order_svc.settings import OrderSettings
+from shared.runtime.roles import Role
+from shared.settings import ServiceSettings
+from user_svc.settings import UserSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "compose.yaml"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
 DEFINITIONS_FILE = REPO_ROOT / "broker" / "definitions.json"
 
 BACKING_SERVICES = ("postgres", "rabbitmq", "redis")
 APP_SERVICES = ("user_svc", "order_svc", "inventory_svc")
+SETTINGS: dict[str, type[ServiceSettings]] = {
+    "user_svc": UserSettings,
+    "order_svc": OrderSettings,
+    "inventory_svc": InventorySettings,
+}
 VERIFYING_SERVICES = ("order_svc", "inventory_svc")
 CONTRACT_ENV = {
     "user_svc": (
@@ -112,16 +126,34 @@ def dockerfile_of(service: dict[str, Any]) -> Path:
     return REPO_ROOT / str(context) / str(dockerfile)
 
 
-def final_instruction(dockerfile: Path, instruction: str) -> list[str]:
-    """The exec form of the `instruction` (CMD, ENTRYPOINT) that takes effect: the last one."""
-    found = [
+def instructions(dockerfile: Path, instruction: str) -> list[str]:
+    """The arguments of every `instruction` (ENV, CMD, ...), continuation lines joined."""
+    text = dockerfile.read_text(encoding="utf-8").replace("\\\n", " ")
+    return [
         line.strip()[len(instruction) :].strip()
-        for line in dockerfile.read_text(encoding="utf-8").splitlines()
+        for line in text.splitlines()
         if line.strip().upper().startswith(f"{instruction} ")
     ]
+
+
+def final_instruction(dockerfile: Path, instruction: str) -> list[str]:
+    """The exec form of the `instruction` (CMD, ENTRYPOINT) that takes effect: the last one."""
+    found = instructions(dockerfile, instruction)
     assert found, f"{dockerfile} has no {instruction}"
     words: list[str] = json.loads(found[-1])
     return words
+
+
+def image_environment(dockerfile: Path) -> dict[str, str]:
+    """The variables the image's ENV instructions set (KEY=VALUE form, values without spaces)."""
+    pairs = (
+        word.partition("=") for found in instructions(dockerfile, "ENV") for word in found.split()
+    )
+    return {key: value for key, _, value in pairs}
+
+
+def builders(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: service for name, service in services.items() if "build" in service}
 
 
 def test_compose_file_parses_as_a_mapping_of_services() -> None:
@@ -224,28 +256,71 @@ def test_app_service_healthcheck_probes_readyz(
     assert "/readyz" in command
 
 
-def test_every_build_names_an_existing_dockerfile(services: dict[str, dict[str, Any]]) -> None:
-    built = {
-        name: dockerfile_of(service) for name, service in services.items() if "build" in service
-    }
-    missing = [f"{name}: {path}" for name, path in built.items() if not path.is_file()]
+def test_one_service_builds_the_image_from_the_root_dockerfile(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Compose builds an image once per service with a `build`: a second would build it again."""
+    [builder] = builders(services).values()
 
-    assert set(APP_SERVICES) <= built.keys()
-    assert missing == []
+    assert dockerfile_of(builder) == DOCKERFILE
+    assert DOCKERFILE.is_file()
+    assert builder.get("image")
 
 
 @pytest.mark.parametrize("app", APP_SERVICES)
-def test_app_service_image_runs_its_own_module(
-    services: dict[str, dict[str, Any]], app: str
+def test_app_service_runs_the_one_image(services: dict[str, dict[str, Any]], app: str) -> None:
+    [builder] = builders(services).values()
+
+    assert services[app]["image"] == builder["image"]
+
+
+def test_the_services_that_run_the_built_image_never_pull_it(
+    services: dict[str, dict[str, Any]],
 ) -> None:
-    assert final_instruction(dockerfile_of(services[app]), "ENTRYPOINT") == ["python", "-m", app]
+    [builder] = builders(services).values()
+    pulling = [
+        name
+        for name, service in services.items()
+        if service.get("image") == builder["image"]
+        and "build" not in service
+        and service.get("pull_policy") != "never"
+    ]
+
+    assert pulling == []
 
 
 @pytest.mark.parametrize("app", APP_SERVICES)
-def test_app_service_image_takes_the_role_as_its_argument_all_by_default(
+def test_app_service_command_names_its_module_and_a_role(
     services: dict[str, dict[str, Any]], app: str
 ) -> None:
-    assert final_instruction(dockerfile_of(services[app]), "CMD") == ["all"]
+    module, role = services[app]["command"]
+
+    assert module == app
+    assert find_spec(f"{module}.__main__") is not None
+    assert role in set(Role)
+
+
+def test_image_runs_the_module_its_arguments_name() -> None:
+    module, role = final_instruction(DOCKERFILE, "CMD")
+
+    assert final_instruction(DOCKERFILE, "ENTRYPOINT") == ["python", "-m"]
+    assert module in APP_SERVICES
+    assert role in set(Role)
+
+
+@pytest.mark.parametrize("app", APP_SERVICES)
+def test_image_makes_every_service_listen_on_all_interfaces_on_an_exposed_port(
+    monkeypatch: pytest.MonkeyPatch, app: str
+) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith(f"{app.upper()}_"):
+            monkeypatch.delenv(name)
+    exposed = {int(port) for found in instructions(DOCKERFILE, "EXPOSE") for port in found.split()}
+
+    settings = SETTINGS[app].model_validate(image_environment(DOCKERFILE))
+
+    assert settings.host == "0.0.0.0"
+    assert settings.port in exposed
 
 
 def test_every_published_port_is_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:

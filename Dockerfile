@@ -1,5 +1,7 @@
-# user_svc image. Build from the repository root (compose.yaml does):
-#   docker build -f user_svc/Dockerfile -t eventful-user_svc .
+# The one image of the whole system: every service's package is in it (the distribution ships
+# them together, and they all import shared/ and broker/), so a service is chosen when the image
+# runs, not when it is built. Build from the repository root (compose.yaml does):
+#   docker build -t eventful .
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -19,7 +21,6 @@ WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-install-project --no-cache
 
-# All the packages: the distribution ships them together and the services import shared/broker.
 COPY shared ./shared
 COPY broker ./broker
 COPY user_svc ./user_svc
@@ -31,11 +32,16 @@ RUN uv sync --frozen --no-editable --no-cache
 WORKDIR /home/app
 USER app
 
+# Each service reads only its own variables, so all three can be set here. The default bind
+# address, loopback, would be unreachable from outside the container; the ports are the
+# services' defaults (8001, 8002, 8003).
 ENV USER_SVC_HOST=0.0.0.0 \
-    USER_SVC_PORT=8001
-EXPOSE 8001
+    ORDER_SVC_HOST=0.0.0.0 \
+    INVENTORY_SVC_HOST=0.0.0.0
+EXPOSE 8001 8002 8003
 
-# The role is the argument (`docker run <image> worker`, Kubernetes `args: [worker]`); see
-# `python -m user_svc --help`.
-ENTRYPOINT ["python", "-m", "user_svc"]
-CMD ["all"]
+# The arguments name the module to run, then its own: a service and its role
+# (`docker run eventful order_svc worker`, Kubernetes `args: ["order_svc", "worker"]`; see
+# `python -m order_svc --help`), or the broker's tools (`docker run eventful broker tail`).
+ENTRYPOINT ["python", "-m"]
+CMD ["user_svc", "all"]
