@@ -35,6 +35,7 @@ from shared.persistence.database import (
 from shared.persistence.migrations import migrate
 from shared.persistence.statements import Statement
 from tests.support.proxy import TcpProxy
+from tests.support.servers.commands import CommandFailed
 from tests.support.servers.postgres import PostgresNode, PostgresPair
 from tests.support.servers.rabbitmq import RabbitCluster
 from tests.support.waiting import eventually
@@ -105,12 +106,16 @@ async def test_database_creation_and_migrations_reach_the_primary_and_replicate(
 
     async def replayed() -> bool:
         """A synchronous standby has the commit's WAL once the primary returns, but replays it a
-        moment later: the migration becomes visible there within the deadline, not at once."""
-        tables = await asyncio.to_thread(
-            standby.sql,
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'users'",
-            database_name(user_db),
-        )
+        moment later: the database, then the migration, become visible there within the
+        deadline, not at once."""
+        try:
+            tables = await asyncio.to_thread(
+                standby.sql,
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'users'",
+                database_name(user_db),
+            )
+        except CommandFailed:  # the database itself is not replayed yet
+            return False
         return tables == "1"
 
     await eventually(replayed, timeout=30, what="the users table on the standby")
