@@ -161,8 +161,7 @@ class FailoverInjector:
             # RabbitMQ's documented way out of a partition a node does not recover from by
             # itself: restart the application on the minority's node. Reported, not hidden.
             log.warning("the cluster did not heal by itself: %s", error)
-            await asyncio.to_thread(node.ctl, "stop_app")
-            await asyncio.to_thread(node.ctl, "start_app")
+            await asyncio.to_thread(node.resume)
             await asyncio.to_thread(cluster.wait_until_formed)
             return (
                 f"healed after {PARTITION_SECONDS:.0f} s; NOT whole {HEAL_TIMEOUT_SECONDS:.0f} s"

@@ -35,6 +35,8 @@ from tests.support.vhosts import definitions
 
 BIN = Path("/usr/lib/rabbitmq/bin")
 START_TIMEOUT_SECONDS = 90
+# How long a paused member's application may take to stop or start before the node is restarted.
+RESUME_TIMEOUT_SECONDS = 30
 NET_TICKTIME_SECONDS = 10
 # Inside a namespace the ports are the node's alone; they are kept off the machine's anyway.
 CLUSTER_PORTS = {"amqp": 5701, "dist": 25701, "epmd": 4370, "ctl": 35701}
@@ -156,6 +158,18 @@ class RabbitNode:
                 raise CommandFailed(f"{self.node} survived SIGKILL")
             time.sleep(0.05)
 
+    def resume(self) -> None:
+        """Bring back a member paused on the small side of a partition that did not resume by
+        itself (RabbitMQ does not promise it will): RabbitMQ's documented way out, restarting
+        its application; and if even that hangs (a boot stuck waiting for its peers' tables),
+        the whole node."""
+        try:
+            self.ctl("stop_app", timeout=RESUME_TIMEOUT_SECONDS)
+            self.ctl("start_app", timeout=RESUME_TIMEOUT_SECONDS)
+        except CommandFailed:
+            self.kill()
+            self.start()
+
     @property
     def alive(self) -> bool:
         """Its Erlang VM runs (a node killed and not started again does not)."""
@@ -276,10 +290,7 @@ class RabbitCluster:
                 node.start()
                 repaired = True
             elif not listening(node.amqp_port, node.address):
-                # Paused on the small side of a partition and not resumed by itself:
-                # RabbitMQ's documented way out is to restart the application.
-                node.ctl("stop_app")
-                node.ctl("start_app")
+                node.resume()
                 repaired = True
         if repaired:
             self.wait_until_formed()
