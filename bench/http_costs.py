@@ -98,7 +98,7 @@ def _scope(path: str, token: str) -> Message:
     }
 
 
-async def _requests(app: App, scope: Message, count: int) -> float:
+async def cpu_per_request(app: App, scope: Message, count: int) -> float:
     """Microseconds of CPU per request over `count` requests; every answer must be a 200."""
 
     async def receive() -> Message:
@@ -122,14 +122,14 @@ async def _requests(app: App, scope: Message, count: int) -> float:
 async def best_of(named: dict[str, tuple[App, Message]]) -> dict[str, float]:
     for name, (app, scope) in named.items():
         try:
-            await _requests(app, scope, 50)
+            await cpu_per_request(app, scope, 50)
         except RuntimeError as error:
             raise RuntimeError(f"{name}: {error}") from error
     best = dict.fromkeys(named, float("inf"))
     for _ in range(ROUNDS):
         gc.collect()
         for name, (app, scope) in named.items():
-            best[name] = min(best[name], await _requests(app, scope, REQUESTS))
+            best[name] = min(best[name], await cpu_per_request(app, scope, REQUESTS))
     return {name: round(value, 1) for name, value in best.items()}
 
 
@@ -183,7 +183,8 @@ def _dependency_apps() -> FastAPI:
     return app
 
 
-async def measure() -> dict[str, float]:
+def apps() -> dict[str, tuple[App, Message]]:
+    """Each app compared, by name, with the request it answers."""
     from order_svc.settings import OrderSettings
     from shared.observability.metrics import Metrics
     from shared.web.middleware import Observability, RequestSizeLimit
@@ -215,7 +216,7 @@ async def measure() -> dict[str, float]:
     tokens = TokenVerifier(StaticKeys([key.public]))
     dependencies = _dependency_apps()
     dependencies.state.tokens = tokens
-    named: dict[str, tuple[App, Message]] = {
+    return {
         "the smallest FastAPI app": (_smallest_fastapi(), scope),
         "order_svc": (_order_svc(keys_url), scope),
         "order_svc without Observability": (
@@ -247,7 +248,10 @@ async def measure() -> dict[str, float]:
         "with the caller's id (bearer token)": (dependencies, _scope(f"/caller/{ORDER_ID}", token)),
         "with order_svc's four dependencies": (dependencies, _scope(f"/all/{ORDER_ID}", token)),
     }
-    results = await best_of(named)
+
+
+async def measure() -> dict[str, float]:
+    results = await best_of(apps())
     for name, value in results.items():
         print(f"{name:40s} {value:7.1f} us of CPU per request", flush=True)
     return results
