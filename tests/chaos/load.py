@@ -28,9 +28,9 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -149,6 +149,13 @@ class Replicas:
         raise TimeoutError(f"{method} {path}: no answer in {REQUEST_DEADLINE_SECONDS}s")
 
 
+class Served(Protocol):
+    """A replica of a service, where its API answers."""
+
+    @property
+    def url(self) -> str: ...
+
+
 @dataclass
 class LoadGenerator:
     user_urls: Sequence[str]
@@ -157,6 +164,23 @@ class LoadGenerator:
     rng: random.Random
     credit_limit: int
     result: LoadResult = field(default_factory=LoadResult)
+
+    @classmethod
+    def over(
+        cls,
+        replicas_of: Callable[[str], Sequence[Served]],
+        *,
+        rng: random.Random,
+        credit_limit: int,
+    ) -> LoadGenerator:
+        """The load of a stack whose replicas of each service `replicas_of` names."""
+        return cls(
+            user_urls=[r.url for r in replicas_of("user_svc")],
+            order_urls=[r.url for r in replicas_of("order_svc")],
+            stock_urls=[r.url for r in replicas_of("inventory_svc")],
+            rng=rng,
+            credit_limit=credit_limit,
+        )
 
     async def register_users(self, count: int) -> list[User]:
         users = Replicas(self.user_urls, self.result, self.rng)

@@ -58,12 +58,8 @@ async def failover_run(
     )
     try:
         await stack.start()
-        load = LoadGenerator(
-            user_urls=[r.url for r in stack.replicas_of("user_svc")],
-            order_urls=[r.url for r in stack.replicas_of("order_svc")],
-            stock_urls=[r.url for r in stack.replicas_of("inventory_svc")],
-            rng=random.Random(f"{plan.seed}-load"),
-            credit_limit=CREDIT_LIMIT,
+        load = LoadGenerator.over(
+            stack.replicas_of, rng=random.Random(f"{plan.seed}-load"), credit_limit=CREDIT_LIMIT
         )
         await load.register_users(plan.users)
         await load.stock_up(admin_email=ADMIN_EMAIL, orders=plan.orders)

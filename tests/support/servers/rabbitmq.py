@@ -317,6 +317,18 @@ class RabbitCluster:
         assert node.namespace is not None
         node.namespace.heal()
 
+    def rejoin(self, node: RabbitNode, *, within: float) -> bool:
+        """After `node`'s partition healed, until the cluster is whole again: by itself within
+        `within` seconds, or else once `node` is resumed (RabbitMQ does not promise a paused
+        member rejoins by itself). Whether it rejoined by itself."""
+        try:
+            self.wait_until_formed(within)
+        except CommandFailed:
+            node.resume()
+            self.wait_until_formed()
+            return False
+        return True
+
 
 def _in_parallel(actions: list[Any]) -> None:
     errors: list[BaseException] = []
